@@ -1,0 +1,76 @@
+//! Packet counters, indexed by [`Counter`], in the per-CPU array `TORTIE_COUNTERS`.
+//!
+//! Drops carry their reason in the counter they increment, so "why was this dropped?" is one
+//! map dump away.
+
+/// Number of slots in the counters array (room for reasons added later without a new layout).
+pub const COUNTER_SLOTS: u32 = 32;
+
+/// What happened to a packet. Values are stable: they are array indices shared with userspace.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// Delivered straight into a pod on this node.
+    ForwardedLocal = 0,
+    /// Handed to the host's network stack (to the host itself or to routes we do not own).
+    PassedToHost = 1,
+    /// An ARP request from a pod answered on the host side.
+    ArpReplied = 2,
+    /// Seen on the uplink and left to the host stack.
+    UplinkPassed = 3,
+    /// Entering a pod from the host stack.
+    ToWorkload = 4,
+    /// Dropped: truncated or inconsistent headers.
+    DropMalformed = 16,
+    /// Dropped: the pod sent from an address that is not its own.
+    DropSpoofedSource = 17,
+    /// Dropped: traffic from a workload interface the agent has not programmed yet.
+    DropUnknownWorkload = 18,
+    /// Dropped: TTL would reach zero on forwarding.
+    DropTtlExceeded = 19,
+    /// Dropped: the kernel refused the redirect (destination interface gone).
+    DropRedirectFailed = 20,
+    /// Dropped: IP options or fragments on a path that does not accept them yet.
+    DropUnsupported = 21,
+}
+
+impl Counter {
+    /// Every counter, in index order, for userspace listings.
+    pub const ALL: [Counter; 11] = [
+        Counter::ForwardedLocal,
+        Counter::PassedToHost,
+        Counter::ArpReplied,
+        Counter::UplinkPassed,
+        Counter::ToWorkload,
+        Counter::DropMalformed,
+        Counter::DropSpoofedSource,
+        Counter::DropUnknownWorkload,
+        Counter::DropTtlExceeded,
+        Counter::DropRedirectFailed,
+        Counter::DropUnsupported,
+    ];
+
+    /// Stable, human-readable name (used by the CLI, metrics and logs).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::ForwardedLocal => "forwarded_local",
+            Counter::PassedToHost => "passed_to_host",
+            Counter::ArpReplied => "arp_replied",
+            Counter::UplinkPassed => "uplink_passed",
+            Counter::ToWorkload => "to_workload",
+            Counter::DropMalformed => "drop_malformed",
+            Counter::DropSpoofedSource => "drop_spoofed_source",
+            Counter::DropUnknownWorkload => "drop_unknown_workload",
+            Counter::DropTtlExceeded => "drop_ttl_exceeded",
+            Counter::DropRedirectFailed => "drop_redirect_failed",
+            Counter::DropUnsupported => "drop_unsupported",
+        }
+    }
+
+    /// Whether this counter counts dropped packets.
+    pub const fn is_drop(self) -> bool {
+        (self as u32) >= 16
+    }
+}
+
+const _: () = assert!((Counter::DropUnsupported as u32) < COUNTER_SLOTS);

@@ -1,0 +1,135 @@
+//! Types shared by tortie's eBPF programs and its userspace.
+//!
+//! Every key and value here is `#[repr(C)]`, `Copy`, has explicit padding and a compile-time
+//! size assertion, because the kernel copies them byte for byte between the two sides. The
+//! `user` feature adds [`aya::Pod`] and [`bytemuck`] impls for the agent and the CLI.
+//!
+//! Map layouts are versioned by [`MAP_LAYOUT_VERSION`]: pins live under
+//! `<pin root>/maps/v<version>/`, so an agent with a new layout never reuses an old map.
+#![no_std]
+
+pub mod counters;
+pub mod pins;
+
+pub use counters::{Counter, COUNTER_SLOTS};
+
+/// Bumped whenever a key or value below changes size or meaning.
+pub const MAP_LAYOUT_VERSION: u32 = 1;
+
+/// Map names, as defined in the eBPF object and pinned on bpffs (at most 15 bytes: the kernel's
+/// `BPF_OBJ_NAME_LEN` minus the NUL).
+pub mod map_names {
+    /// LPM trie: destination prefix → [`crate::RouteValue`].
+    pub const ROUTES: &str = "TORTIE_ROUTES";
+    /// Hash: host-side interface index → [`crate::IfaceValue`].
+    pub const IFACES: &str = "TORTIE_IFACES";
+    /// Per-CPU array indexed by [`crate::Counter`].
+    pub const COUNTERS: &str = "TORTIE_COUNTERS";
+    /// Every map the agent pins, in creation order.
+    pub const ALL: [&str; 3] = [ROUTES, IFACES, COUNTERS];
+}
+
+/// Program names in the eBPF object, one per attach point.
+pub mod program_names {
+    /// TC ingress of a host-side workload interface (`cali*`): traffic leaving a pod.
+    pub const FROM_WORKLOAD: &str = "tortie_from_wep";
+    /// TC egress of a host-side workload interface: traffic about to enter a pod.
+    pub const TO_WORKLOAD: &str = "tortie_to_wep";
+    /// TC ingress of the host uplink: traffic arriving from the fabric.
+    pub const FROM_HOST_IFACE: &str = "tortie_from_hep";
+    /// TC egress of the host uplink: traffic leaving the node.
+    pub const TO_HOST_IFACE: &str = "tortie_to_hep";
+}
+
+/// Capacity of each map; the agent may override these at load time.
+pub mod capacity {
+    /// Routes: local workloads, remote blocks, host addresses.
+    pub const ROUTES: u32 = 1 << 18;
+    /// Interfaces the programs are attached to.
+    pub const IFACES: u32 = 1 << 14;
+}
+
+/// Destination key of [`map_names::ROUTES`] (the data part of an LPM key): IPv4 address in
+/// network byte order.
+pub type RouteAddr = [u8; 4];
+
+/// Bit flags of a [`RouteValue`], named after what Calico's BPF dataplane marks routes with.
+pub mod route_flags {
+    /// The prefix is a pod on this node; `ifindex` is its host-side interface.
+    pub const LOCAL_WORKLOAD: u32 = 1 << 0;
+    /// The prefix is a block of pods on another node; `next_hop` is that node's IP.
+    pub const REMOTE_WORKLOAD: u32 = 1 << 1;
+    /// The prefix is an address of this host.
+    pub const LOCAL_HOST: u32 = 1 << 2;
+    /// The prefix is an address of another node.
+    pub const REMOTE_HOST: u32 = 1 << 3;
+    /// The prefix lies inside an IP pool.
+    pub const IN_POOL: u32 = 1 << 4;
+    /// Traffic to this prefix is encapsulated in IPIP.
+    pub const TUNNELED_IPIP: u32 = 1 << 5;
+    /// Traffic to this prefix is encapsulated in VXLAN.
+    pub const TUNNELED_VXLAN: u32 = 1 << 6;
+    /// The next hop is on this node's own subnet (CrossSubnet decisions).
+    pub const SAME_SUBNET: u32 = 1 << 7;
+    /// Pods in this pool are masqueraded when they leave every pool.
+    pub const NAT_OUTGOING: u32 = 1 << 8;
+}
+
+/// Value of [`map_names::ROUTES`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RouteValue {
+    /// [`route_flags`] bits.
+    pub flags: u32,
+    /// Next-hop node IPv4 (network byte order) for remote prefixes; 0 otherwise.
+    pub next_hop: [u8; 4],
+    /// Host-side interface of a local workload; 0 otherwise.
+    pub ifindex: u32,
+    /// Keeps the value 8-byte aligned for future fields.
+    pub _pad: u32,
+}
+
+/// Bit flags of an [`IfaceValue`].
+pub mod iface_flags {
+    /// A workload (pod) interface: anti-spoofing and workload forwarding apply.
+    pub const WORKLOAD: u32 = 1 << 0;
+    /// The host's uplink to the fabric.
+    pub const HOST_UPLINK: u32 = 1 << 1;
+    /// The workload has an IPv4 address programmed (`ipv4` is valid).
+    pub const HAS_IPV4: u32 = 1 << 2;
+}
+
+/// Value of [`map_names::IFACES`]: what the programs need to know about an interface.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IfaceValue {
+    /// [`iface_flags`] bits.
+    pub flags: u32,
+    /// Workload IPv4 (network byte order): the only source a pod may send from.
+    pub ipv4: [u8; 4],
+    /// MAC of the pod's `eth0`: destination MAC of frames delivered to it.
+    pub workload_mac: [u8; 6],
+    /// MAC of the host side of the veth: source MAC of delivered frames, ARP answers.
+    pub host_mac: [u8; 6],
+}
+
+/// Key of [`map_names::IFACES`].
+pub type IfaceKey = u32;
+
+const _: () = assert!(core::mem::size_of::<RouteValue>() == 16);
+const _: () = assert!(core::mem::size_of::<IfaceValue>() == 20);
+
+/// The gateway address every pod routes through (`169.254.1.1`, as in Calico).
+pub const WORKLOAD_GATEWAY: [u8; 4] = [169, 254, 1, 1];
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: both are repr(C), Copy, built only from integers and byte arrays, with the padding
+    // spelled out as fields, so every bit pattern is valid and none is uninitialised.
+    unsafe impl aya::Pod for super::RouteValue {}
+    unsafe impl aya::Pod for super::IfaceValue {}
+    unsafe impl bytemuck::Zeroable for super::RouteValue {}
+    unsafe impl bytemuck::Pod for super::RouteValue {}
+    unsafe impl bytemuck::Zeroable for super::IfaceValue {}
+    unsafe impl bytemuck::Pod for super::IfaceValue {}
+}
