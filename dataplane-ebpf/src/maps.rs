@@ -1,0 +1,42 @@
+//! The maps, as BTF maps so `bpftool map dump` prints field names. Sizes here are defaults;
+//! the agent sets the real capacities at load time.
+
+use aya_ebpf::{
+    btf_maps::{lpm_trie::Key, HashMap, LpmTrie, PerCpuArray},
+    macros::btf_map,
+};
+use bpf_maps::{capacity, Counter, IfaceKey, IfaceValue, RouteAddr, RouteValue, COUNTER_SLOTS};
+
+#[btf_map]
+pub static TORTIE_ROUTES: LpmTrie<RouteAddr, RouteValue, { capacity::ROUTES as usize }> =
+    LpmTrie::new();
+
+#[btf_map]
+pub static TORTIE_IFACES: HashMap<IfaceKey, IfaceValue, { capacity::IFACES as usize }> =
+    HashMap::new();
+
+#[btf_map]
+pub static TORTIE_COUNTERS: PerCpuArray<u64, { COUNTER_SLOTS as usize }> = PerCpuArray::new();
+
+/// Longest-prefix match of an IPv4 destination.
+#[inline(always)]
+pub fn route_lookup(dst: RouteAddr) -> Option<RouteValue> {
+    TORTIE_ROUTES.get(&Key::new(32, dst)).copied()
+}
+
+/// What the agent knows about an interface the programs run on.
+#[inline(always)]
+pub fn iface_lookup(ifindex: u32) -> Option<IfaceValue> {
+    // SAFETY: the value is copied out at once, so a concurrent update or delete by the agent
+    // cannot leave us holding a reference into a reused slot.
+    unsafe { TORTIE_IFACES.get(ifindex).copied() }
+}
+
+/// Adds one to a counter on this CPU.
+#[inline(always)]
+pub fn count(counter: Counter) {
+    if let Some(slot) = TORTIE_COUNTERS.get_ptr_mut(counter as u32) {
+        // SAFETY: per-CPU slot, and TC programs do not preempt each other on one CPU.
+        unsafe { *slot += 1 };
+    }
+}

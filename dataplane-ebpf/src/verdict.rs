@@ -1,0 +1,55 @@
+//! The one place that turns a decision into a TC return code and counts it.
+
+use aya_ebpf::{
+    bindings::{TC_ACT_OK, TC_ACT_SHOT},
+    helpers::generated::{bpf_redirect, bpf_redirect_peer},
+};
+use bpf_maps::Counter;
+
+use crate::maps::count;
+
+/// What a program decided for a packet.
+pub enum Verdict {
+    /// Let the kernel stack handle it.
+    Pass(Counter),
+    /// Drop it, counting the reason.
+    Drop(Counter),
+    /// Deliver into the peer (pod side) of a host-side veth, skipping the host stack.
+    RedirectPeer { ifindex: u32, counter: Counter },
+    /// Send out of an interface (egress).
+    RedirectEgress { ifindex: u32, counter: Counter },
+}
+
+/// Applies `verdict`: counts it and returns the TC action code.
+#[inline(always)]
+pub fn finish(verdict: Verdict) -> i32 {
+    match verdict {
+        Verdict::Pass(counter) => {
+            count(counter);
+            TC_ACT_OK
+        }
+        Verdict::Drop(counter) => {
+            count(counter);
+            TC_ACT_SHOT
+        }
+        Verdict::RedirectPeer { ifindex, counter } => {
+            // SAFETY: plain helper call; the kernel validates the ifindex.
+            redirected(unsafe { bpf_redirect_peer(ifindex, 0) }, counter)
+        }
+        Verdict::RedirectEgress { ifindex, counter } => {
+            // SAFETY: plain helper call; the kernel validates the ifindex.
+            redirected(unsafe { bpf_redirect(ifindex, 0) }, counter)
+        }
+    }
+}
+
+#[inline(always)]
+fn redirected(action: i64, counter: Counter) -> i32 {
+    if action == TC_ACT_SHOT as i64 {
+        count(Counter::DropRedirectFailed);
+        TC_ACT_SHOT
+    } else {
+        count(counter);
+        action as i32
+    }
+}

@@ -1,0 +1,5 @@
+//! Pure computation of the desired dataplane from the agent's inputs. No I/O here.
+
+pub mod dataplane;
+
+pub use dataplane::{desired_state, DesiredState, HostInterface, Ipv4Prefix};

@@ -1,0 +1,7 @@
+//! Typed inputs of the agent.
+
+pub mod endpoint;
+pub mod mac;
+
+pub use endpoint::{parse_endpoints, EndpointsError, LocalEndpoint};
+pub use mac::MacAddr;

@@ -1,0 +1,182 @@
+//! Bringing the pinned maps to the desired state: diff against what the kernel holds, then
+//! write only the differences, so traffic using unchanged entries is never disturbed.
+
+use std::{collections::BTreeMap, net::Ipv4Addr};
+
+use anyhow::{Context, Result};
+use aya::{
+    maps::{lpm_trie::Key, HashMap, LpmTrie, MapData, MapError, PerCpuArray},
+    Ebpf,
+};
+use bpf_maps::{map_names, Counter, IfaceKey, IfaceValue, RouteAddr, RouteValue};
+
+use crate::calc::{DesiredState, Ipv4Prefix};
+
+/// Counts of what one sync changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncStats {
+    /// Entries inserted or overwritten.
+    pub written: usize,
+    /// Entries deleted.
+    pub removed: usize,
+}
+
+/// Typed handles on the pinned maps.
+pub struct DataplaneMaps {
+    routes: LpmTrie<MapData, RouteAddr, RouteValue>,
+    ifaces: HashMap<MapData, IfaceKey, IfaceValue>,
+    counters: PerCpuArray<MapData, u64>,
+}
+
+impl DataplaneMaps {
+    /// Takes the maps out of a loaded object.
+    pub fn take(ebpf: &mut Ebpf) -> Result<Self> {
+        let mut take = |name: &str| {
+            ebpf.take_map(name)
+                .with_context(|| format!("map {name} is missing from the eBPF object"))
+        };
+        Ok(Self {
+            routes: LpmTrie::try_from(take(map_names::ROUTES)?)?,
+            ifaces: HashMap::try_from(take(map_names::IFACES)?)?,
+            counters: PerCpuArray::try_from(take(map_names::COUNTERS)?)?,
+        })
+    }
+
+    /// Opens already pinned maps (for tools reading a running dataplane).
+    pub fn open_pinned(maps_dir: &std::path::Path) -> Result<Self> {
+        let open = |name: &str| {
+            let path = maps_dir.join(name);
+            MapData::from_pin(&path)
+                .with_context(|| format!("opening pinned map {}", path.display()))
+                .map(aya::maps::Map::from_map_data)
+        };
+        Ok(Self {
+            routes: LpmTrie::try_from(open(map_names::ROUTES)??)?,
+            ifaces: HashMap::try_from(open(map_names::IFACES)??)?,
+            counters: PerCpuArray::try_from(open(map_names::COUNTERS)??)?,
+        })
+    }
+
+    /// Makes the route and interface maps equal to `desired`.
+    pub fn apply(&mut self, desired: &DesiredState) -> Result<SyncStats> {
+        let mut stats = SyncStats::default();
+
+        let route_diff = diff(&self.routes()?, &desired.routes);
+        // Insert before removing so a prefix moving between entries never falls through.
+        for (prefix, value) in &route_diff.upserts {
+            self.routes
+                .insert(&route_key(prefix), value, 0)
+                .with_context(|| format!("writing route {prefix}"))?;
+        }
+        for prefix in &route_diff.removals {
+            ignore_missing(self.routes.remove(&route_key(prefix)))
+                .with_context(|| format!("removing route {prefix}"))?;
+        }
+        stats.written += route_diff.upserts.len();
+        stats.removed += route_diff.removals.len();
+
+        let current_ifaces = collect(self.ifaces.iter())?;
+        let iface_diff = diff(&current_ifaces, &desired.ifaces);
+        for (ifindex, value) in &iface_diff.upserts {
+            self.ifaces
+                .insert(ifindex, value, 0)
+                .with_context(|| format!("writing interface {ifindex}"))?;
+        }
+        for ifindex in &iface_diff.removals {
+            ignore_missing(self.ifaces.remove(ifindex))
+                .with_context(|| format!("removing interface {ifindex}"))?;
+        }
+        stats.written += iface_diff.upserts.len();
+        stats.removed += iface_diff.removals.len();
+        Ok(stats)
+    }
+
+    /// Every route currently in the map.
+    pub fn routes(&self) -> Result<BTreeMap<Ipv4Prefix, RouteValue>> {
+        collect(
+            self.routes
+                .iter()
+                .map(|entry| entry.map(|(key, value)| (prefix_of(&key), value))),
+        )
+    }
+
+    /// Every interface entry currently in the map.
+    pub fn ifaces(&self) -> Result<BTreeMap<IfaceKey, IfaceValue>> {
+        collect(self.ifaces.iter())
+    }
+
+    /// Each counter summed over CPUs.
+    pub fn counters(&self) -> Result<Vec<(Counter, u64)>> {
+        Counter::ALL
+            .iter()
+            .map(|counter| {
+                let per_cpu = self.counters.get(&(*counter as u32), 0)?;
+                Ok((*counter, per_cpu.iter().sum()))
+            })
+            .collect()
+    }
+}
+
+fn route_key(prefix: &Ipv4Prefix) -> Key<RouteAddr> {
+    Key::new(u32::from(prefix.len), prefix.addr.octets())
+}
+
+fn prefix_of(key: &Key<RouteAddr>) -> Ipv4Prefix {
+    Ipv4Prefix {
+        addr: Ipv4Addr::from(key.data()),
+        len: key.prefix_len() as u8,
+    }
+}
+
+fn ignore_missing(result: Result<(), MapError>) -> Result<(), MapError> {
+    match result {
+        Err(MapError::KeyNotFound) => Ok(()),
+        other => other,
+    }
+}
+
+fn collect<K: Ord, V>(
+    iter: impl Iterator<Item = Result<(K, V), MapError>>,
+) -> Result<BTreeMap<K, V>> {
+    iter.map(|entry| entry.map_err(anyhow::Error::from))
+        .collect()
+}
+
+/// The writes that turn `current` into `desired`.
+#[derive(Debug, PartialEq, Eq)]
+struct Diff<K, V> {
+    upserts: Vec<(K, V)>,
+    removals: Vec<K>,
+}
+
+fn diff<K: Ord + Clone, V: PartialEq + Copy>(
+    current: &BTreeMap<K, V>,
+    desired: &BTreeMap<K, V>,
+) -> Diff<K, V> {
+    Diff {
+        upserts: desired
+            .iter()
+            .filter(|(key, value)| current.get(key) != Some(value))
+            .map(|(key, value)| (key.clone(), *value))
+            .collect(),
+        removals: current
+            .keys()
+            .filter(|key| !desired.contains_key(key))
+            .cloned()
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diff_writes_only_changes() {
+        let current = BTreeMap::from([(1u32, 10u64), (2, 20), (3, 30)]);
+        let desired = BTreeMap::from([(1u32, 10u64), (2, 21), (4, 40)]);
+        let d = diff(&current, &desired);
+        assert_eq!(d.upserts, vec![(2, 21), (4, 40)]);
+        assert_eq!(d.removals, vec![3]);
+    }
+}

@@ -1,0 +1,8 @@
+//! Everything that touches the kernel: bpffs, program loading and attachment, map contents and
+//! netlink routes. Each operation is idempotent so a restarted agent converges from any state.
+
+pub mod attach;
+pub mod bpffs;
+pub mod load;
+pub mod maps;
+pub mod netlink;

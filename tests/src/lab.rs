@@ -1,0 +1,389 @@
+//! A running lab: bring it up, find its parts, run commands in it, control its agents, remove it.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Serialize;
+
+use crate::agent::{self, AgentProcess, READY_TIMEOUT};
+use crate::artifacts::Artifacts;
+use crate::bpffs;
+use crate::endpoints::EndpointsFile;
+use crate::netns::{self, nsenter_command};
+use crate::report::Progress;
+use crate::spec::{self, LabSpec, Node, Pod};
+use crate::state::LabState;
+use crate::teardown::{teardown, TeardownOptions};
+use crate::topology::{self, step};
+use crate::Signal;
+
+/// How many pings of the connectivity matrix run at once.
+const PING_PARALLELISM: usize = 16;
+
+/// A lab that is up, as recorded in its state file.
+#[derive(Clone, Debug)]
+pub struct Lab {
+    state: LabState,
+}
+
+/// What `cargo xtask lab status --json` prints.
+#[derive(Clone, Debug, Serialize)]
+pub struct LabStatus {
+    /// Lab name.
+    pub name: String,
+    /// Nodes with their agents.
+    pub nodes: Vec<NodeStatus>,
+    /// Pods.
+    pub pods: Vec<Pod>,
+}
+
+/// A node and whether its agent runs.
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeStatus {
+    /// `node-<i>`.
+    pub name: String,
+    /// Its namespace.
+    pub netns: String,
+    /// Its fabric address.
+    pub ip: Ipv4Addr,
+    /// Pid of the agent last started.
+    pub agent_pid: Option<u32>,
+    /// Whether that agent still runs.
+    pub agent_running: bool,
+    /// The agent's pin root.
+    pub pin_root: PathBuf,
+}
+
+impl Lab {
+    /// Builds the lab described by `spec` and starts one agent per node, waiting for each to be
+    /// ready. Leftovers of an earlier lab with the same name are removed first. On failure
+    /// everything created is removed and the error names the failed step. Does not check
+    /// connectivity (see [`Lab::connectivity_matrix`]). Needs root.
+    pub fn up(spec: &LabSpec, artifacts: &Artifacts) -> Result<Lab> {
+        spec.validate().context("invalid lab description")?;
+        artifacts.check()?;
+        let progress = Progress::new();
+        let name = spec.name.as_str();
+        step(&progress, &format!("removing leftovers of lab {name}"), || {
+            teardown(
+                name,
+                TeardownOptions {
+                    agent_cleanup: false,
+                },
+                &progress,
+            )
+        })?;
+        let mut lab = Lab {
+            state: LabState::planned(spec, artifacts),
+        };
+        match lab.build(&progress) {
+            Ok(()) => {
+                progress.step(format_args!(
+                    "lab {name} is up: {} node(s), {} pod(s)",
+                    lab.state.nodes.len(),
+                    lab.state.pods.len()
+                ));
+                Ok(lab)
+            }
+            Err(err) => {
+                progress.step("tearing down what was created");
+                let options = TeardownOptions {
+                    agent_cleanup: false,
+                };
+                if let Err(cleanup_err) = teardown(name, options, &progress) {
+                    progress.warn(format_args!("{cleanup_err:#}"));
+                }
+                Err(err.context(format!("bringing lab {name} up failed")))
+            }
+        }
+    }
+
+    fn build(&mut self, progress: &Progress) -> Result<()> {
+        let name = self.state.name.clone();
+        step(progress, "checking bpffs at /sys/fs/bpf", || {
+            Ok(bpffs::ensure_bpffs()?)
+        })?;
+        step(progress, "writing lab state", || Ok(self.state.save()?))?;
+        step(
+            progress,
+            &format!("creating fabric {}", spec::fabric_netns(&name)),
+            || topology::create_fabric(&name),
+        )?;
+        for node in &self.state.nodes {
+            let what = format!("creating {} ({}, {})", node.name, node.netns, node.ip);
+            step(progress, &what, || topology::create_node(&name, node))?;
+        }
+        for pod in &self.state.pods {
+            let node = self.node_of(pod)?;
+            let what = format!(
+                "creating {} ({} on {}, {})",
+                pod.name, pod.ip, pod.node, pod.host_iface
+            );
+            step(progress, &what, || topology::create_pod(node, pod))?;
+        }
+        step(progress, "writing endpoints files", || {
+            for node in &self.state.nodes {
+                EndpointsFile::for_node(&node.name, &self.state.pods).write(&node.endpoints_file)?;
+            }
+            Ok(())
+        })?;
+        let nodes: Vec<String> = self.state.nodes.iter().map(|n| n.name.clone()).collect();
+        for node in nodes {
+            step(progress, &format!("starting agent on {node}"), || {
+                self.start_agent(&node)
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The lab `name` as recorded by `up`; fails if it is not up.
+    pub fn load(name: &str) -> Result<Lab> {
+        spec::validate_lab_name(name)?;
+        match LabState::load(name)? {
+            Some(state) => Ok(Lab { state }),
+            None => bail!(
+                "lab {name} is not up (no {}); start it with `cargo xtask lab up --name {name}`",
+                crate::state::state_file(name).display()
+            ),
+        }
+    }
+
+    /// Removes lab `name`: runs `tortie-agent cleanup` in each node (failures are reported,
+    /// not fatal), stops the agents, deletes the namespaces, pins and state. Succeeds if the
+    /// lab does not exist.
+    pub fn down(name: &str) -> Result<()> {
+        let progress = Progress::new();
+        teardown(
+            name,
+            TeardownOptions {
+                agent_cleanup: true,
+            },
+            &progress,
+        )
+    }
+
+    /// The lab name.
+    pub fn name(&self) -> &str {
+        &self.state.name
+    }
+
+    /// The state directory (`/run/tortie/labs/<lab>`), where agent logs are.
+    pub fn state_dir(&self) -> PathBuf {
+        spec::state_dir(&self.state.name)
+    }
+
+    /// The artifacts the agents run with.
+    pub fn artifacts(&self) -> &Artifacts {
+        &self.state.artifacts
+    }
+
+    /// All nodes.
+    pub fn nodes(&self) -> &[Node] {
+        &self.state.nodes
+    }
+
+    /// All pods.
+    pub fn pods(&self) -> &[Pod] {
+        &self.state.pods
+    }
+
+    /// The node called `name`.
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.state.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// The pod called `name` (or `<namespace>/<name>`).
+    pub fn pod(&self, name: &str) -> Option<&Pod> {
+        let (namespace, pod) = match name.split_once('/') {
+            Some((namespace, pod)) => (Some(namespace), pod),
+            None => (None, name),
+        };
+        self.state
+            .pods
+            .iter()
+            .find(|p| p.name == pod && namespace.is_none_or(|ns| p.namespace == ns))
+    }
+
+    fn node_of(&self, pod: &Pod) -> Result<&Node> {
+        self.node(&pod.node)
+            .ok_or_else(|| anyhow!("pod {} names unknown node {}", pod.name, pod.node))
+    }
+
+    fn node_or_err(&self, name: &str) -> Result<&Node> {
+        self.node(name).ok_or_else(|| {
+            let known: Vec<&str> = self.state.nodes.iter().map(|n| n.name.as_str()).collect();
+            anyhow!(
+                "lab {} has no node {name} (nodes: {})",
+                self.state.name,
+                known.join(", ")
+            )
+        })
+    }
+
+    /// The namespace of `target`: a pod (`pod-0-0`, `default/pod-0-0`), a node (`node-0`),
+    /// `fabric`, or a full namespace name of this lab.
+    pub fn netns_of(&self, target: &str) -> Result<String> {
+        if let Some(pod) = self.pod(target) {
+            return Ok(pod.netns.clone());
+        }
+        if let Some(node) = self.node(target) {
+            return Ok(node.netns.clone());
+        }
+        if target == "fabric" {
+            return Ok(spec::fabric_netns(&self.state.name));
+        }
+        if target.starts_with(&spec::netns_prefix(&self.state.name))
+            && netns::netns_exists(target)
+        {
+            return Ok(target.to_owned());
+        }
+        let nodes: Vec<&str> = self.state.nodes.iter().map(|n| n.name.as_str()).collect();
+        let pods: Vec<&str> = self.state.pods.iter().map(|p| p.name.as_str()).collect();
+        bail!(
+            "lab {} has no node or pod named {target:?} (nodes: {}; pods: {}; or `fabric`)",
+            self.state.name,
+            nodes.join(", "),
+            pods.join(", ")
+        )
+    }
+
+    /// A command running `cmd` inside `target`'s namespace; configure stdio and run it.
+    pub fn command(&self, target: &str, cmd: &[&str]) -> Result<Command> {
+        let (program, args) = cmd
+            .split_first()
+            .ok_or_else(|| anyhow!("no command given to run in {target}"))?;
+        let ns = self.netns_of(target)?;
+        Ok(nsenter_command(&ns, *program, args))
+    }
+
+    /// Runs `cmd` in `target` and captures its output (stdin is empty). A non-zero exit is
+    /// not an error here: check `status`.
+    pub fn exec(&self, target: &str, cmd: &[&str]) -> Result<Output> {
+        self.command(target, cmd)?
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("running `{}` in {target}", cmd.join(" ")))
+    }
+
+    /// Starts `cmd` in `target` in the background (stdin empty, stdout and stderr piped: read
+    /// them or use `wait_with_output`). The caller waits for or kills the child.
+    pub fn spawn(&self, target: &str, cmd: &[&str]) -> Result<Child> {
+        self.command(target, cmd)?
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting `{}` in {target}", cmd.join(" ")))
+    }
+
+    /// Every pod pings every other pod once (`ping -c 1 -W 2`).
+    /// Returns `(from, to, replied)` for each ordered pair, source-major.
+    pub fn connectivity_matrix(&self) -> Vec<(String, String, bool)> {
+        let pairs: Vec<(&Pod, &Pod)> = self
+            .state
+            .pods
+            .iter()
+            .flat_map(|a| self.state.pods.iter().map(move |b| (a, b)))
+            .filter(|(a, b)| a.name != b.name || a.namespace != b.namespace)
+            .collect();
+        let mut results = Vec::with_capacity(pairs.len());
+        for batch in pairs.chunks(PING_PARALLELISM) {
+            let children: Vec<_> = batch
+                .iter()
+                .map(|(from, to)| {
+                    let ip = to.ip.to_string();
+                    nsenter_command(&from.netns, "ping", &["-q", "-c", "1", "-W", "2", &ip])
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
+                })
+                .collect();
+            for ((from, to), child) in batch.iter().zip(children) {
+                let replied = child
+                    .and_then(|mut c| c.wait())
+                    .is_ok_and(|status| status.success());
+                results.push((from.name.clone(), to.name.clone(), replied));
+            }
+        }
+        results
+    }
+
+    /// Nodes, agents and pods, for `status`.
+    pub fn status(&self) -> LabStatus {
+        LabStatus {
+            name: self.state.name.clone(),
+            nodes: self
+                .state
+                .nodes
+                .iter()
+                .map(|node| NodeStatus {
+                    name: node.name.clone(),
+                    netns: node.netns.clone(),
+                    ip: node.ip,
+                    agent_pid: node.agent_pid,
+                    agent_running: AgentProcess::of(node).is_some_and(|a| a.is_running()),
+                    pin_root: node.pin_root.clone(),
+                })
+                .collect(),
+            pods: self.state.pods.clone(),
+        }
+    }
+
+    /// Whether the agent of `node` runs.
+    pub fn agent_running(&self, node: &str) -> Result<bool> {
+        let node = self.node_or_err(node)?;
+        Ok(AgentProcess::of(node).is_some_and(|a| a.is_running()))
+    }
+
+    /// Sends `signal` to the agent of `node`. For SIGKILL, SIGTERM, SIGINT and SIGQUIT this
+    /// returns once the agent has exited (up to 10 s). Fails if the agent is not running.
+    pub fn kill_agent(&self, node: &str, signal: Signal) -> Result<()> {
+        let node = self.node_or_err(node)?;
+        let agent = AgentProcess::of(node)
+            .filter(AgentProcess::is_running)
+            .ok_or_else(|| anyhow!("the agent of {} is not running", node.name))?;
+        if !agent.signal(signal)? {
+            bail!("the agent of {} exited before {signal} was sent", node.name);
+        }
+        let terminating = matches!(
+            signal,
+            Signal::SIGKILL | Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT
+        );
+        if terminating && !agent.wait_gone(Duration::from_secs(10)) {
+            bail!(
+                "the agent of {} (pid {}) still runs 10 s after {signal}; see {}",
+                node.name,
+                agent.pid,
+                node.log_file.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Starts the agent of `node` and waits (up to 30 s) for its ready file; records its pid.
+    /// Fails if it is already running, or with the end of its log if it does not get ready.
+    pub fn start_agent(&mut self, node: &str) -> Result<()> {
+        let index = self
+            .state
+            .nodes
+            .iter()
+            .position(|n| n.name == node)
+            .ok_or_else(|| anyhow!("lab {} has no node {node}", self.state.name))?;
+        let entry = &self.state.nodes[index];
+        if let Some(running) = AgentProcess::of(entry).filter(AgentProcess::is_running) {
+            return Err(agent::AgentError::AlreadyRunning {
+                node: node.to_owned(),
+                pid: running.pid,
+            }
+            .into());
+        }
+        let pid = agent::start(entry, &self.state.artifacts, READY_TIMEOUT)?;
+        self.state.nodes[index].agent_pid = Some(pid);
+        self.state.save()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,172 @@
+//! A lab's persisted state (`/run/tortie/labs/<lab>/state.json`), shared by separate
+//! `up`, `status`, `exec` and `down` invocations.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::artifacts::Artifacts;
+use crate::spec::{self, Node, Pod, STATE_ROOT};
+
+/// Bumped when the layout of `state.json` changes incompatibly.
+pub const STATE_VERSION: u32 = 1;
+
+/// Reading or writing lab state failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// File system error on a state file.
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        /// What we were doing.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why it failed.
+        source: io::Error,
+    },
+    /// `state.json` is not what this version writes.
+    #[error("lab state {} is unreadable: {source} (remove the lab with `cargo xtask lab down --name <lab>`)", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The JSON error.
+        source: serde_json::Error,
+    },
+    /// A value could not be turned into JSON.
+    #[error("encoding {} as JSON failed: {source}", path.display())]
+    Encode {
+        /// The file it was meant for.
+        path: PathBuf,
+        /// The JSON error.
+        source: serde_json::Error,
+    },
+    /// `state.json` was written by an incompatible version.
+    #[error("lab state {} has version {found}, this build reads version {STATE_VERSION} (tear the lab down and bring it up again)", path.display())]
+    Version {
+        /// The file.
+        path: PathBuf,
+        /// Its version.
+        found: u32,
+    },
+}
+
+/// Everything needed to inspect, enter and tear down a running lab.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabState {
+    /// [`STATE_VERSION`].
+    pub version: u32,
+    /// The lab name.
+    pub name: String,
+    /// Agent binary and eBPF object the agents run with.
+    pub artifacts: Artifacts,
+    /// The nodes, in index order.
+    pub nodes: Vec<Node>,
+    /// The pods, node-major.
+    pub pods: Vec<Pod>,
+}
+
+impl LabState {
+    /// The state of a lab about to be built from `spec` (no agent started yet).
+    pub fn planned(spec: &spec::LabSpec, artifacts: &Artifacts) -> Self {
+        let (nodes, pods) = spec.plan();
+        Self {
+            version: STATE_VERSION,
+            name: spec.name.clone(),
+            artifacts: artifacts.clone(),
+            nodes,
+            pods,
+        }
+    }
+
+    /// The state of lab `name`, or `None` if it has no state file.
+    pub fn load(name: &str) -> Result<Option<Self>, StateError> {
+        let path = state_file(name);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(StateError::Io {
+                    what: "reading",
+                    path,
+                    source,
+                })
+            }
+        };
+        let state: Self = serde_json::from_str(&text).map_err(|source| StateError::Parse {
+            path: path.clone(),
+            source,
+        })?;
+        if state.version != STATE_VERSION {
+            return Err(StateError::Version {
+                path,
+                found: state.version,
+            });
+        }
+        Ok(Some(state))
+    }
+
+    /// Writes `state.json` atomically, creating the state directory if needed.
+    pub fn save(&self) -> Result<(), StateError> {
+        let dir = spec::state_dir(&self.name);
+        std::fs::create_dir_all(&dir).map_err(|source| StateError::Io {
+            what: "creating state directory",
+            path: dir.clone(),
+            source,
+        })?;
+        write_json_atomic(&state_file(&self.name), self)
+    }
+}
+
+/// `/run/tortie/labs/<lab>/state.json`.
+pub fn state_file(name: &str) -> PathBuf {
+    spec::state_dir(name).join("state.json")
+}
+
+/// Names of all labs that have a state directory.
+pub fn list_labs() -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(STATE_ROOT) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .collect()
+}
+
+/// Writes `value` as pretty JSON to `path` via a temporary file and a rename, so readers
+/// (the agent watching its endpoints file, a concurrent `status`) never see half a file.
+pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), StateError> {
+    let io_err = |what, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| StateError::Io { what, path, source }
+    };
+    let mut json = serde_json::to_vec_pretty(value).map_err(|source| StateError::Encode {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    json.push(b'\n');
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(format!(".tmp.{}", std::process::id()));
+    let tmp = PathBuf::from(tmp_name);
+    let mut file = std::fs::File::create(&tmp).map_err(io_err("creating", &tmp))?;
+    file.write_all(&json).map_err(io_err("writing", &tmp))?;
+    file.sync_all().map_err(io_err("syncing", &tmp))?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(io_err("renaming into place", path))
+}
+
+/// Removes a lab's state directory. Absent is fine.
+pub fn remove_state_dir(name: &str) -> Result<(), StateError> {
+    let dir = spec::state_dir(name);
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(StateError::Io {
+            what: "removing state directory",
+            path: dir,
+            source,
+        }),
+    }
+}

@@ -1,0 +1,71 @@
+//! Building a lab's namespaces and links from its planned state.
+//!
+//! Order matters in one place: a node's sysctls are set right after its namespace exists and
+//! before any interface is added, because interfaces copy `net.ipv4.conf.default.*` when they
+//! appear in a namespace.
+
+use anyhow::{Context, Result};
+
+use crate::netns;
+use crate::report::Progress;
+use crate::spec::{
+    fabric_netns, Node, Pod, FABRIC_BRIDGE, FABRIC_PREFIX_LEN, HOST_SIDE_MAC, NODE_UPLINK,
+    POD_IFACE, WORKLOAD_GATEWAY,
+};
+
+/// Sysctls of every node: the kernel must not forward (the eBPF programs do), and strict
+/// reverse-path filtering would drop pod traffic that arrives on `cali*` without kernel routes.
+pub const NODE_SYSCTLS: [(&str, &str); 3] = [
+    ("net.ipv4.ip_forward", "0"),
+    ("net.ipv4.conf.all.rp_filter", "0"),
+    ("net.ipv4.conf.default.rp_filter", "0"),
+];
+
+/// Runs one named step, printing it and naming it in the error.
+pub fn step<T>(progress: &Progress, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    progress.step(name);
+    f().with_context(|| format!("step '{name}' failed"))
+}
+
+/// Creates the fabric namespace with its bridge.
+pub fn create_fabric(lab: &str) -> Result<()> {
+    let ns = fabric_netns(lab);
+    netns::create_netns(&ns)?;
+    netns::set_link_up(&ns, "lo")?;
+    netns::create_bridge(&ns, FABRIC_BRIDGE)?;
+    netns::set_link_up(&ns, FABRIC_BRIDGE)?;
+    Ok(())
+}
+
+/// Creates a node namespace, its sysctls, and its uplink plugged into the fabric bridge.
+pub fn create_node(lab: &str, node: &Node) -> Result<()> {
+    let fabric = fabric_netns(lab);
+    netns::create_netns(&node.netns)?;
+    for (key, value) in NODE_SYSCTLS {
+        netns::set_sysctl(&node.netns, key, value)?;
+    }
+    netns::set_link_up(&node.netns, "lo")?;
+    netns::create_veth_into(&fabric, &node.fabric_port, &node.netns, NODE_UPLINK)?;
+    netns::attach_to_bridge(&fabric, &node.fabric_port, FABRIC_BRIDGE)?;
+    netns::set_link_up(&fabric, &node.fabric_port)?;
+    netns::add_address(&node.netns, NODE_UPLINK, node.ip, FABRIC_PREFIX_LEN)?;
+    netns::set_link_up(&node.netns, NODE_UPLINK)?;
+    Ok(())
+}
+
+/// Creates a pod namespace and its veth pair to the node, Calico style: host side `cali…`
+/// with MAC ee:ee:ee:ee:ee:ee and no address; pod side `eth0` with a /32 and a default route
+/// via 169.254.1.1. No kernel route to the pod is added in the node; that is the agent's job.
+pub fn create_pod(node: &Node, pod: &Pod) -> Result<()> {
+    netns::create_netns(&pod.netns)?;
+    netns::set_link_up(&pod.netns, "lo")?;
+    netns::create_veth_into(&node.netns, &pod.host_iface, &pod.netns, POD_IFACE)?;
+    netns::set_mac(&node.netns, &pod.host_iface, HOST_SIDE_MAC)?;
+    netns::set_link_up(&node.netns, &pod.host_iface)?;
+    netns::set_mac(&pod.netns, POD_IFACE, &pod.mac)?;
+    netns::add_address(&pod.netns, POD_IFACE, pod.ip, 32)?;
+    netns::set_link_up(&pod.netns, POD_IFACE)?;
+    netns::add_link_route(&pod.netns, WORKLOAD_GATEWAY, POD_IFACE)?;
+    netns::add_default_route(&pod.netns, WORKLOAD_GATEWAY, POD_IFACE)?;
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! `cargo xtask lab …`: a multi-node tortie cluster in network namespaces, for demos and for
+//! poking at the dataplane by hand. The machinery lives in the `tortie-lab` crate, shared with
+//! the end-to-end tests.
+
+use std::os::unix::process::ExitStatusExt;
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use tortie_lab::{harness, report, Artifacts, Lab, LabSpec};
+
+/// Lab subcommands.
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Build tortie, create the lab, start one agent per node and ping every pod pair.
+    /// A lab of the same name is replaced.
+    Up {
+        /// Lab name; part of every namespace (`tortie-<name>-…`) and pin path.
+        #[arg(long, default_value = "lab")]
+        name: String,
+        /// Number of nodes.
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
+        /// Pods on each node.
+        #[arg(long, default_value_t = 2)]
+        pods_per_node: usize,
+    },
+    /// Show nodes, agents and pods of a lab.
+    Status {
+        /// Lab name.
+        #[arg(long, default_value = "lab")]
+        name: String,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command in a node's or pod's network namespace
+    /// (`cargo xtask lab exec pod-0-0 -- ping 10.65.0.11`).
+    Exec {
+        /// Lab name.
+        #[arg(long, default_value = "lab")]
+        name: String,
+        /// `node-<i>`, `pod-<i>-<j>` (or `default/pod-<i>-<j>`), or `fabric`.
+        target: String,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Stop the agents and remove the lab's namespaces, pins and state.
+    Down {
+        /// Lab name.
+        #[arg(long, default_value = "lab")]
+        name: String,
+    },
+}
+
+/// Runs a lab subcommand. `build` is called only by `up`, to build the agent and the eBPF
+/// object and return their paths. `exec` exits the process with the command's exit code.
+pub fn run(cmd: LabCommand, build: impl FnOnce() -> Result<Artifacts>) -> Result<()> {
+    match cmd {
+        LabCommand::Up {
+            name,
+            nodes,
+            pods_per_node,
+        } => up(&LabSpec::new(name, nodes, pods_per_node), build),
+        LabCommand::Status { name, json } => status(&name, json),
+        LabCommand::Exec { name, target, cmd } => exec(&name, &target, &cmd),
+        LabCommand::Down { name } => {
+            require_root("lab down")?;
+            Lab::down(&name)?;
+            eprintln!("lab {name} is down");
+            Ok(())
+        }
+    }
+}
+
+fn require_root(what: &str) -> Result<()> {
+    if !harness::is_root() {
+        bail!("`cargo xtask {what}` needs root (it manages network namespaces and bpffs pins); run it as root, e.g. `sudo -E cargo xtask {what}`");
+    }
+    Ok(())
+}
+
+fn up(spec: &LabSpec, build: impl FnOnce() -> Result<Artifacts>) -> Result<()> {
+    require_root("lab up")?;
+    spec.validate()?;
+    let artifacts = build().context("building tortie for the lab")?;
+    let lab = Lab::up(spec, &artifacts)?;
+
+    eprintln!("checking connectivity: every pod pings every other pod once");
+    let results = lab.connectivity_matrix();
+    let pods: Vec<&str> = lab.pods().iter().map(|p| p.name.as_str()).collect();
+    if results.is_empty() {
+        println!("fewer than two pods: no pairs to ping");
+    } else {
+        println!("{}", report::format_matrix(&pods, &results));
+    }
+    let first_pair = lab
+        .pods()
+        .first()
+        .zip(lab.pods().get(1))
+        .map(|(a, b)| (a.name.clone(), b.ip.to_string()));
+    let first_node = lab.nodes().first().map_or("node-0", |n| n.name.as_str());
+    println!(
+        "{}",
+        report::next_steps(
+            lab.name(),
+            first_pair.as_ref().map(|(a, ip)| (a.as_str(), ip.as_str())),
+            first_node
+        )
+    );
+
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|(_, _, ok)| !ok)
+        .map(|(from, to, _)| format!("{from} → {to}"))
+        .collect();
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} pod pairs cannot ping: {}. The lab stays up for debugging; agent logs are {}/node-*.agent.log",
+            failed.len(),
+            results.len(),
+            failed.join(", "),
+            lab.state_dir().display()
+        );
+    }
+    Ok(())
+}
+
+fn status(name: &str, json: bool) -> Result<()> {
+    let status = Lab::load(name)?.status();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{}", report::format_status(&status));
+    }
+    Ok(())
+}
+
+fn exec(name: &str, target: &str, cmd: &[String]) -> Result<()> {
+    require_root("lab exec")?;
+    let lab = Lab::load(name)?;
+    let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    let status = lab
+        .command(target, &args)?
+        .status()
+        .with_context(|| format!("running `{}` in {target}", args.join(" ")))?;
+    // Like a shell: a command killed by a signal exits with 128 + the signal number.
+    let code = status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    std::process::exit(code)
+}
