@@ -187,7 +187,11 @@ impl Agent {
         let stats = self.maps.apply(&desired)?;
         netlink::sync_pod_routes(&self.netlink, &desired.kernel_routes).await?;
         if stats.written + stats.removed > 0 {
-            tracing::info!(written = stats.written, removed = stats.removed, "maps updated");
+            tracing::info!(
+                written = stats.written,
+                removed = stats.removed,
+                "maps updated"
+            );
         }
         Ok(())
     }

@@ -9,7 +9,11 @@ use tortie::{
 };
 
 #[derive(Parser)]
-#[command(name = "tortie-agent", version, about = "tortie's node agent: loads, attaches and programs the eBPF dataplane")]
+#[command(
+    name = "tortie-agent",
+    version,
+    about = "tortie's node agent: loads, attaches and programs the eBPF dataplane"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -44,7 +48,11 @@ struct RunArgs {
     #[arg(long, env = "TORTIE_NODE_NAME")]
     node_name: String,
     /// The compiled eBPF object (`cargo xtask build-ebpf` prints its path).
-    #[arg(long, env = "TORTIE_BPF_OBJECT", default_value = "/usr/lib/tortie/tortie.bpf.o")]
+    #[arg(
+        long,
+        env = "TORTIE_BPF_OBJECT",
+        default_value = "/usr/lib/tortie/tortie.bpf.o"
+    )]
     bpf_object: PathBuf,
     /// JSON file of this node's endpoints: {"endpoints":[{name,namespace,iface,ipv4,mac,labels}]}.
     #[arg(long, env = "TORTIE_ENDPOINTS_FILE")]
@@ -66,8 +74,7 @@ struct RunArgs {
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();

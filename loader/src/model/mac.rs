@@ -66,7 +66,13 @@ mod tests {
 
     #[test]
     fn rejects_malformed_text() {
-        for bad in ["", "ee:ee:ee:ee:ee", "ee:ee:ee:ee:ee:ee:ee", "e:ee:ee:ee:ee:eee", "zz:ee:ee:ee:ee:ee"] {
+        for bad in [
+            "",
+            "ee:ee:ee:ee:ee",
+            "ee:ee:ee:ee:ee:ee:ee",
+            "e:ee:ee:ee:ee:eee",
+            "zz:ee:ee:ee:ee:ee",
+        ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad:?} parsed");
         }
     }

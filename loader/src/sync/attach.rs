@@ -57,7 +57,10 @@ fn direction_name(attach_type: TcAttachType) -> &'static str {
     }
 }
 
-fn existing_filter(iface: &HostInterface, attach_type: TcAttachType) -> Result<SchedClassifierLink> {
+fn existing_filter(
+    iface: &HostInterface,
+    attach_type: TcAttachType,
+) -> Result<SchedClassifierLink> {
     Ok(SchedClassifierLink::attached(
         &iface.name,
         attach_type,

@@ -9,12 +9,12 @@ use nix::{
 };
 
 /// `BPF_FS_MAGIC` from `include/uapi/linux/magic.h`.
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+const BPF_FS_MAGIC: libc::__fsword_t = 0xcafe_4a11;
 /// Where bpffs is conventionally mounted.
 pub const BPFFS_MOUNT_POINT: &str = "/sys/fs/bpf";
 
 fn is_bpffs(path: &Path) -> bool {
-    statfs(path).is_ok_and(|fs| fs.filesystem_type().0 as i64 == BPF_FS_MAGIC)
+    statfs(path).is_ok_and(|fs| fs.filesystem_type().0 == BPF_FS_MAGIC)
 }
 
 /// The closest existing ancestor of `path` (or `path` itself).

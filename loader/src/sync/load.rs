@@ -93,7 +93,9 @@ pub fn load_dataplane(object: &Path, pin_root: &Path, capacities: Capacities) ->
             .with_context(|| format!("program {name} is missing from {}", object.display()))?
             .try_into()
             .with_context(|| format!("program {name} is not a TC classifier"))?;
-        program.load().map_err(|error| explain_load_error(name, error))?;
+        program
+            .load()
+            .map_err(|error| explain_load_error(name, error))?;
     }
     Ok(ebpf)
 }

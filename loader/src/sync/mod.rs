@@ -6,3 +6,4 @@ pub mod bpffs;
 pub mod load;
 pub mod maps;
 pub mod netlink;
+pub mod test_run;

@@ -131,7 +131,9 @@ pub async fn sync_pod_routes(handle: &Handle, desired: &BTreeMap<Ipv4Addr, u32>)
                 .replace()
                 .execute()
                 .await
-                .with_context(|| format!("adding kernel route {addr}/32 via interface {ifindex}"))?;
+                .with_context(|| {
+                    format!("adding kernel route {addr}/32 via interface {ifindex}")
+                })?;
         }
     }
     for (addr, ifindex) in current.iter().filter(|(a, _)| !desired.contains_key(a)) {
