@@ -126,7 +126,11 @@ pub enum AgentError {
 
 /// Starts the agent of `node` and waits until it has created its ready file.
 /// Returns its pid. A stale ready file is removed first; on failure no agent is left running.
-pub fn start(node: &Node, artifacts: &Artifacts, ready_timeout: Duration) -> Result<u32, AgentError> {
+pub fn start(
+    node: &Node,
+    artifacts: &Artifacts,
+    ready_timeout: Duration,
+) -> Result<u32, AgentError> {
     let io_err = |what, path: &Path| {
         let (node, path) = (node.name.clone(), path.to_path_buf());
         move |source| AgentError::Io {
@@ -157,10 +161,17 @@ pub fn start(node: &Node, artifacts: &Artifacts, ready_timeout: Duration) -> Res
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
-    writeln!(log, "=== tortie-lab: starting at unix time {since_epoch}: {line}")
-        .map_err(io_err("writing agent log", &node.log_file))?;
+    writeln!(
+        log,
+        "=== tortie-lab: starting at unix time {since_epoch}: {line}"
+    )
+    .map_err(io_err("writing agent log", &node.log_file))?;
     if std::env::var_os("RUST_LOG").is_none() {
         command.env("RUST_LOG", "info");
+    }
+    // The log is a file, not a terminal: ask for plain text.
+    if std::env::var_os("NO_COLOR").is_none() {
+        command.env("NO_COLOR", "1");
     }
     command
         .stdin(Stdio::null())
@@ -415,9 +426,14 @@ mod tests {
 
     #[test]
     fn pin_root_is_read_from_either_argument_form() {
-        let args: Vec<String> = ["tortie-agent", "run", "--pin-root", "/sys/fs/bpf/tortie/a/node-0"]
-            .map(String::from)
-            .to_vec();
+        let args: Vec<String> = [
+            "tortie-agent",
+            "run",
+            "--pin-root",
+            "/sys/fs/bpf/tortie/a/node-0",
+        ]
+        .map(String::from)
+        .to_vec();
         assert_eq!(
             pin_root_in(&args),
             Some(PathBuf::from("/sys/fs/bpf/tortie/a/node-0"))

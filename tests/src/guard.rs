@@ -67,7 +67,9 @@ impl Drop for LabGuard {
         match catch_unwind(AssertUnwindSafe(|| Lab::down(&name))) {
             Ok(Ok(())) => {}
             Ok(Err(err)) => eprintln!("tearing down lab {name} failed: {err:#}"),
-            Err(_) => eprintln!("tearing down lab {name} panicked; run `cargo xtask lab down --name {name}`"),
+            Err(_) => eprintln!(
+                "tearing down lab {name} panicked; run `cargo xtask lab down --name {name}`"
+            ),
         }
     }
 }

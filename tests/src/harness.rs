@@ -1,5 +1,12 @@
 //! Helpers for tests that build labs.
 
+use std::io::Read;
+use std::process::{Child, Output};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+
 use crate::lab::Lab;
 use crate::spec;
 use crate::state;
@@ -66,5 +73,105 @@ pub fn sweep_stale_test_labs(short: &str) {
                 eprintln!("removing stale test lab {name} failed: {err:#}");
             }
         }
+    }
+}
+
+/// A background process (an iperf3 server, a client under test) that is killed and reaped
+/// when dropped, so a failing test leaves nothing running.
+#[derive(Debug)]
+pub struct KillOnDrop {
+    child: Option<Child>,
+}
+
+impl KillOnDrop {
+    /// Guards `child`.
+    pub fn new(child: Child) -> Self {
+        Self { child: Some(child) }
+    }
+
+    /// Its pid.
+    pub fn id(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Waits up to `timeout` for the process to exit and returns its status and output
+    /// (stdout/stderr are whatever was piped). On timeout the process is killed and the error
+    /// shows what it printed.
+    pub fn wait_output(mut self, timeout: Duration) -> Result<Output> {
+        let mut child = self
+            .child
+            .take()
+            .ok_or_else(|| anyhow!("process already waited for"))?;
+        let stdout = child.stdout.take().map(spawn_reader);
+        let stderr = child.stderr.take().map(spawn_reader);
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().context("waiting for a child process")? {
+                break Some(status);
+            }
+            if started.elapsed() >= timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let collect = |reader: Option<JoinHandle<Vec<u8>>>| {
+            reader
+                .map(|r| r.join().unwrap_or_default())
+                .unwrap_or_default()
+        };
+        let (stdout, stderr) = (collect(stdout), collect(stderr));
+        match status {
+            Some(status) => Ok(Output {
+                status,
+                stdout,
+                stderr,
+            }),
+            None => bail!(
+                "process did not exit within {} s and was killed; stdout: {}; stderr: {}",
+                timeout.as_secs(),
+                String::from_utf8_lossy(&stdout),
+                String::from_utf8_lossy(&stderr)
+            ),
+        }
+    }
+}
+
+fn spawn_reader(mut pipe: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = pipe.read_to_end(&mut buf);
+        buf
+    })
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Polls `cmd` in `target` until it exits 0 with non-empty output, for up to `timeout`;
+/// e.g. `ss -Hltn sport = :5201` to wait for a server to listen.
+pub fn wait_for_output(lab: &Lab, target: &str, cmd: &[&str], timeout: Duration) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let out = lab.exec(target, cmd)?;
+        if out.status.success() && !out.stdout.iter().all(u8::is_ascii_whitespace) {
+            return Ok(());
+        }
+        if started.elapsed() >= timeout {
+            bail!(
+                "`{}` in {target} printed nothing within {} s (stderr: {})",
+                cmd.join(" "),
+                timeout.as_secs(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -67,15 +67,17 @@ impl Lab {
         artifacts.check()?;
         let progress = Progress::new();
         let name = spec.name.as_str();
-        step(&progress, &format!("removing leftovers of lab {name}"), || {
-            teardown(
-                name,
-                TeardownOptions {
+        step(
+            &progress,
+            &format!("removing leftovers of lab {name}"),
+            || {
+                let options = TeardownOptions {
                     agent_cleanup: false,
-                },
-                &progress,
-            )
-        })?;
+                    keep_logs: false,
+                };
+                teardown(name, options, &progress)
+            },
+        )?;
         let mut lab = Lab {
             state: LabState::planned(spec, artifacts),
         };
@@ -92,6 +94,7 @@ impl Lab {
                 progress.step("tearing down what was created");
                 let options = TeardownOptions {
                     agent_cleanup: false,
+                    keep_logs: true,
                 };
                 if let Err(cleanup_err) = teardown(name, options, &progress) {
                     progress.warn(format_args!("{cleanup_err:#}"));
@@ -126,7 +129,8 @@ impl Lab {
         }
         step(progress, "writing endpoints files", || {
             for node in &self.state.nodes {
-                EndpointsFile::for_node(&node.name, &self.state.pods).write(&node.endpoints_file)?;
+                EndpointsFile::for_node(&node.name, &self.state.pods)
+                    .write(&node.endpoints_file)?;
             }
             Ok(())
         })?;
@@ -151,18 +155,18 @@ impl Lab {
         }
     }
 
-    /// Removes lab `name`: runs `tortie-agent cleanup` in each node (failures are reported,
-    /// not fatal), stops the agents, deletes the namespaces, pins and state. Succeeds if the
-    /// lab does not exist.
+    /// Removes lab `name`: stops the agents (SIGTERM, SIGKILL after 3 s), runs
+    /// `tortie-agent cleanup` in each node (failures are reported, not fatal; it runs after the
+    /// stop because an agent keeps forwarding in place when it exits and would otherwise
+    /// re-attach what cleanup removes), kills whatever still runs in the lab's namespaces, and
+    /// deletes the namespaces, pins and state. Succeeds if the lab does not exist.
     pub fn down(name: &str) -> Result<()> {
         let progress = Progress::new();
-        teardown(
-            name,
-            TeardownOptions {
-                agent_cleanup: true,
-            },
-            &progress,
-        )
+        let options = TeardownOptions {
+            agent_cleanup: true,
+            keep_logs: false,
+        };
+        teardown(name, options, &progress)
     }
 
     /// The lab name.
@@ -235,8 +239,7 @@ impl Lab {
         if target == "fabric" {
             return Ok(spec::fabric_netns(&self.state.name));
         }
-        if target.starts_with(&spec::netns_prefix(&self.state.name))
-            && netns::netns_exists(target)
+        if target.starts_with(&spec::netns_prefix(&self.state.name)) && netns::netns_exists(target)
         {
             return Ok(target.to_owned());
         }

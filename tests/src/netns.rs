@@ -51,6 +51,27 @@ pub fn netns_exists(name: &str) -> bool {
     netns_path(name).exists()
 }
 
+/// Pids of the processes whose network namespace is the named one (other than ours).
+pub fn pids_in_netns(name: &str) -> Vec<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(target) = std::fs::metadata(netns_path(name)) else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let me = std::process::id();
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me && pid != 1)
+        .filter(|pid| {
+            std::fs::metadata(format!("/proc/{pid}/ns/net"))
+                .is_ok_and(|ns| ns.dev() == target.dev() && ns.ino() == target.ino())
+        })
+        .collect()
+}
+
 /// A command that runs `program args…` inside namespace `ns` (stdio inherited by default).
 pub fn nsenter_command<S: AsRef<std::ffi::OsStr>>(ns: &str, program: S, args: &[S]) -> Command {
     let mut command = Command::new("nsenter");

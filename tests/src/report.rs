@@ -45,7 +45,12 @@ pub fn format_matrix(pods: &[&str], results: &[(String, String, bool)]) -> Strin
             .find(|(a, b, _)| a == from && b == to)
             .map(|&(_, _, ok)| ok)
     };
-    let width = pods.iter().map(|p| p.chars().count()).max().unwrap_or(0).max(4);
+    let width = pods
+        .iter()
+        .map(|p| p.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(4);
     let mut out = String::new();
     let _ = writeln!(out, "ping matrix (row pings column):");
     let _ = write!(out, "  {:width$}", "");
@@ -107,8 +112,8 @@ pub fn format_status(status: &LabStatus) -> String {
     let _ = writeln!(out, "lab {}", status.name);
     let _ = writeln!(
         out,
-        "  {:<8} {:<12} {:<10} {:<16} pin root",
-        "NODE", "IP", "AGENT", "NETNS"
+        "  {:<8} {:<12} {:<11} {:<32} NETNS",
+        "NODE", "IP", "AGENT", "PIN ROOT"
     );
     for node in &status.nodes {
         let agent = match (node.agent_pid, node.agent_running) {
@@ -118,12 +123,12 @@ pub fn format_status(status: &LabStatus) -> String {
         };
         let _ = writeln!(
             out,
-            "  {:<8} {:<12} {:<10} {:<16} {}",
+            "  {:<8} {:<12} {:<11} {:<32} {}",
             node.name,
             node.ip,
             agent,
-            node.netns,
-            node.pin_root.display()
+            node.pin_root.display().to_string(),
+            node.netns
         );
     }
     let _ = writeln!(

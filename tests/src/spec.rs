@@ -104,7 +104,9 @@ impl LabSpec {
 
     /// Every node and pod of the lab with its names and addresses (agents not started).
     pub fn plan(&self) -> (Vec<Node>, Vec<Pod>) {
-        let nodes: Vec<Node> = (0..self.nodes).map(|i| Node::planned(&self.name, i)).collect();
+        let nodes: Vec<Node> = (0..self.nodes)
+            .map(|i| Node::planned(&self.name, i))
+            .collect();
         let pods = (0..self.nodes)
             .flat_map(|i| (0..self.pods_per_node).map(move |j| (i, j)))
             .map(|(i, j)| Pod::planned(&self.name, i, j))
@@ -339,6 +341,8 @@ mod tests {
         assert!(LabSpec::new("", 1, 2).validate().is_err());
         assert!(LabSpec::new("lab", 0, 2).validate().is_err());
         assert!(LabSpec::new("lab", MAX_NODES + 1, 2).validate().is_err());
-        assert!(LabSpec::new("lab", 1, MAX_PODS_PER_NODE + 1).validate().is_err());
+        assert!(LabSpec::new("lab", 1, MAX_PODS_PER_NODE + 1)
+            .validate()
+            .is_err());
     }
 }

@@ -170,3 +170,31 @@ pub fn remove_state_dir(name: &str) -> Result<(), StateError> {
         }),
     }
 }
+
+/// Removes everything in a lab's state directory except `*.agent.log`. Absent is fine.
+pub fn remove_state_except_logs(name: &str) -> Result<(), StateError> {
+    let dir = spec::state_dir(name);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(StateError::Io {
+                what: "reading state directory",
+                path: dir,
+                source,
+            })
+        }
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        if path.to_string_lossy().ends_with(".agent.log") {
+            continue;
+        }
+        std::fs::remove_file(&path).map_err(|source| StateError::Io {
+            what: "removing",
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}

@@ -6,6 +6,8 @@
 use std::collections::BTreeSet;
 
 use anyhow::{bail, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
 use crate::agent::{self, AgentProcess, STOP_GRACE};
 use crate::bpffs;
@@ -19,6 +21,9 @@ use crate::state::{self, LabState};
 pub struct TeardownOptions {
     /// Run `tortie-agent cleanup` in each node namespace before deleting it.
     pub agent_cleanup: bool,
+    /// Keep the agents' logs in the state directory (after a failed `up`, whose error points
+    /// at them); everything else there is removed.
+    pub keep_logs: bool,
 }
 
 /// Removes lab `name`: stops its agents (SIGTERM, SIGKILL after 3 s), runs the agents'
@@ -30,7 +35,9 @@ pub fn teardown(name: &str, options: TeardownOptions, progress: &Progress) -> Re
     let state = match LabState::load(name) {
         Ok(state) => state,
         Err(err) => {
-            progress.warn(format_args!("{err}; removing lab {name} by its names instead"));
+            progress.warn(format_args!(
+                "{err}; removing lab {name} by its names instead"
+            ));
             None
         }
     };
@@ -59,6 +66,7 @@ pub fn teardown(name: &str, options: TeardownOptions, progress: &Progress) -> Re
 
     match lab_namespaces(name, state.as_ref()) {
         Ok(namespaces) => {
+            kill_leftover_processes(&namespaces, progress);
             if !namespaces.is_empty() {
                 progress.step(format_args!("deleting {} namespace(s)", namespaces.len()));
             }
@@ -78,12 +86,21 @@ pub fn teardown(name: &str, options: TeardownOptions, progress: &Progress) -> Re
     if let Err(err) = bpffs::remove_pins(&pin_dir) {
         failures.push(err.to_string());
     }
-    if let Some(root) = pin_dir.parent() {
-        bpffs::remove_if_empty(root);
+    let removed = if options.keep_logs {
+        state::remove_state_except_logs(name)
+    } else {
+        state::remove_state_dir(name)
+    };
+    if let Err(err) = removed {
+        failures.push(err.to_string());
     }
 
-    if let Err(err) = state::remove_state_dir(name) {
-        failures.push(err.to_string());
+    // Only when no other lab is being built or running: an agent starting right now could
+    // otherwise find the directory it is creating its pin root in gone.
+    if state::list_labs().is_empty() {
+        if let Some(root) = pin_dir.parent() {
+            bpffs::remove_if_empty(root);
+        }
     }
 
     if !failures.is_empty() {
@@ -93,6 +110,27 @@ pub fn teardown(name: &str, options: TeardownOptions, progress: &Progress) -> Re
         );
     }
     Ok(())
+}
+
+/// Kills what still runs inside the lab's namespaces (tools started with `lab exec` or by a
+/// test that did not stop them): once the namespace names are gone nothing could reach them.
+fn kill_leftover_processes(namespaces: &[String], progress: &Progress) {
+    let pids: BTreeSet<u32> = namespaces
+        .iter()
+        .flat_map(|ns| netns::pids_in_netns(ns))
+        .collect();
+    if pids.is_empty() {
+        return;
+    }
+    progress.step(format_args!(
+        "killing {} process(es) left in the lab's namespaces",
+        pids.len()
+    ));
+    for pid in pids {
+        if let Ok(pid) = i32::try_from(pid) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
 }
 
 /// The lab's agents: those recorded in its state that still run, and any found in `/proc`.

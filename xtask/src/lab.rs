@@ -115,11 +115,16 @@ fn up(spec: &LabSpec, build: impl FnOnce() -> Result<Artifacts>) -> Result<()> {
         .map(|(from, to, _)| format!("{from} → {to}"))
         .collect();
     if !failed.is_empty() {
+        const SHOWN: usize = 12;
+        let more = match failed.len().saturating_sub(SHOWN) {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        };
         bail!(
-            "{} of {} pod pairs cannot ping: {}. The lab stays up for debugging; agent logs are {}/node-*.agent.log",
+            "{} of {} pod pairs cannot ping: {}{more}. The lab stays up for debugging; agent logs are {}/node-*.agent.log",
             failed.len(),
             results.len(),
-            failed.join(", "),
+            failed[..failed.len().min(SHOWN)].join(", "),
             lab.state_dir().display()
         );
     }

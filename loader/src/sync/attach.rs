@@ -5,7 +5,7 @@
 //! the agent is down; a restarted agent *changes* the existing filter in place, which swaps the
 //! program atomically (no moment without one). The same code path serves every kernel from
 //! 5.10 on. (TCX links would need pinning to survive the process; pinning them fails with
-//! EPERM on this project's reference kernel, see docs/design/attach.md.)
+//! EPERM on this project's reference kernel, see docs/dataplane.md.)
 
 use anyhow::{Context, Result};
 use aya::{
