@@ -20,6 +20,14 @@ pub enum Counter {
     UplinkPassed = 3,
     /// Entering a pod from the host stack.
     ToWorkload = 4,
+    /// Sent toward another node (plain or encapsulated).
+    ForwardedRemote = 5,
+    /// Encapsulated in IPIP or VXLAN.
+    Encapsulated = 6,
+    /// Decapsulated from IPIP or VXLAN sent by a known node.
+    Decapsulated = 7,
+    /// Source-NATed to the node's address on the way out of the pools.
+    NatOutgoing = 8,
     /// Dropped: truncated or inconsistent headers.
     DropMalformed = 16,
     /// Dropped: the pod sent from an address that is not its own.
@@ -32,22 +40,41 @@ pub enum Counter {
     DropRedirectFailed = 20,
     /// Dropped: IP options or fragments on a path that does not accept them yet.
     DropUnsupported = 21,
+    /// Dropped: a tunnel packet addressed to this node from an address that is not a node.
+    DropUnknownTunnelSource = 22,
+    /// Dropped: the kernel had no route or neighbour toward the destination.
+    DropNoRoute = 23,
+    /// Dropped: no free natOutgoing source port.
+    DropNatPortsExhausted = 24,
+    /// Dropped: the kernel could not grow, shrink or rewrite the packet.
+    DropRewriteFailed = 25,
+    /// Dropped: a VXLAN packet with another VNI.
+    DropWrongVni = 26,
 }
 
 impl Counter {
     /// Every counter, in index order, for userspace listings.
-    pub const ALL: [Counter; 11] = [
+    pub const ALL: [Counter; 20] = [
         Counter::ForwardedLocal,
         Counter::PassedToHost,
         Counter::ArpReplied,
         Counter::UplinkPassed,
         Counter::ToWorkload,
+        Counter::ForwardedRemote,
+        Counter::Encapsulated,
+        Counter::Decapsulated,
+        Counter::NatOutgoing,
         Counter::DropMalformed,
         Counter::DropSpoofedSource,
         Counter::DropUnknownWorkload,
         Counter::DropTtlExceeded,
         Counter::DropRedirectFailed,
         Counter::DropUnsupported,
+        Counter::DropUnknownTunnelSource,
+        Counter::DropNoRoute,
+        Counter::DropNatPortsExhausted,
+        Counter::DropRewriteFailed,
+        Counter::DropWrongVni,
     ];
 
     /// Stable, human-readable name (used by the CLI, metrics and logs).
@@ -58,12 +85,21 @@ impl Counter {
             Counter::ArpReplied => "arp_replied",
             Counter::UplinkPassed => "uplink_passed",
             Counter::ToWorkload => "to_workload",
+            Counter::ForwardedRemote => "forwarded_remote",
+            Counter::Encapsulated => "encapsulated",
+            Counter::Decapsulated => "decapsulated",
+            Counter::NatOutgoing => "nat_outgoing",
             Counter::DropMalformed => "drop_malformed",
             Counter::DropSpoofedSource => "drop_spoofed_source",
             Counter::DropUnknownWorkload => "drop_unknown_workload",
             Counter::DropTtlExceeded => "drop_ttl_exceeded",
             Counter::DropRedirectFailed => "drop_redirect_failed",
             Counter::DropUnsupported => "drop_unsupported",
+            Counter::DropUnknownTunnelSource => "drop_unknown_tunnel_source",
+            Counter::DropNoRoute => "drop_no_route",
+            Counter::DropRewriteFailed => "drop_rewrite_failed",
+            Counter::DropNatPortsExhausted => "drop_nat_ports_exhausted",
+            Counter::DropWrongVni => "drop_wrong_vni",
         }
     }
 
@@ -73,4 +109,4 @@ impl Counter {
     }
 }
 
-const _: () = assert!((Counter::DropUnsupported as u32) < COUNTER_SLOTS);
+const _: () = assert!((Counter::DropWrongVni as u32) < COUNTER_SLOTS);

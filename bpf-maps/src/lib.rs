@@ -14,7 +14,7 @@ pub mod pins;
 pub use counters::{Counter, COUNTER_SLOTS};
 
 /// Bumped whenever a key or value below changes size or meaning.
-pub const MAP_LAYOUT_VERSION: u32 = 1;
+pub const MAP_LAYOUT_VERSION: u32 = 2;
 
 /// Map names, as defined in the eBPF object and pinned on bpffs (at most 15 bytes: the kernel's
 /// `BPF_OBJ_NAME_LEN` minus the NUL).
@@ -25,8 +25,12 @@ pub mod map_names {
     pub const IFACES: &str = "TORTIE_IFACES";
     /// Per-CPU array indexed by [`crate::Counter`].
     pub const COUNTERS: &str = "TORTIE_COUNTERS";
+    /// Single-entry array: this node's [`crate::NodeConfig`].
+    pub const CONFIG: &str = "TORTIE_CONFIG";
+    /// LRU hash: [`crate::NatKey`] → [`crate::NatValue`], both directions of natOutgoing flows.
+    pub const NAT: &str = "TORTIE_NAT";
     /// Every map the agent pins, in creation order.
-    pub const ALL: [&str; 3] = [ROUTES, IFACES, COUNTERS];
+    pub const ALL: [&str; 5] = [ROUTES, IFACES, COUNTERS, CONFIG, NAT];
 }
 
 /// Program names in the eBPF object, one per attach point.
@@ -47,6 +51,8 @@ pub mod capacity {
     pub const ROUTES: u32 = 1 << 18;
     /// Interfaces the programs are attached to.
     pub const IFACES: u32 = 1 << 14;
+    /// natOutgoing flows (two entries each).
+    pub const NAT: u32 = 1 << 16;
 }
 
 /// Destination key of [`map_names::ROUTES`] (the data part of an LPM key): IPv4 address in
@@ -85,8 +91,11 @@ pub struct RouteValue {
     pub next_hop: [u8; 4],
     /// Host-side interface of a local workload; 0 otherwise.
     pub ifindex: u32,
-    /// Keeps the value 8-byte aligned for future fields.
-    pub _pad: u32,
+    /// Inner destination MAC for VXLAN to this prefix: the remote node's VTEP MAC. A tortie
+    /// node ignores it; a kernel `vxlan` device on the far side needs its own MAC here.
+    pub tunnel_mac: [u8; 6],
+    /// Explicit padding.
+    pub _pad: [u8; 2],
 }
 
 /// Bit flags of an [`IfaceValue`].
@@ -116,15 +125,89 @@ pub struct IfaceValue {
 /// Key of [`map_names::IFACES`].
 pub type IfaceKey = u32;
 
-const _: () = assert!(core::mem::size_of::<RouteValue>() == 16);
+const _: () = assert!(core::mem::size_of::<RouteValue>() == 20);
 const _: () = assert!(core::mem::size_of::<IfaceValue>() == 20);
+
+/// Bit flags of [`NodeConfig`].
+pub mod node_flags {
+    /// The configuration has been written (programs forward nothing off-node until it is).
+    pub const VALID: u32 = 1 << 0;
+}
+
+/// Value of [`map_names::CONFIG`] (index 0): what the programs know about their node.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// [`node_flags`] bits.
+    pub flags: u32,
+    /// This node's IPv4 (network byte order): outer source of tunnels, natOutgoing source.
+    pub host_ipv4: [u8; 4],
+    /// Interface index of the uplink.
+    pub uplink_ifindex: u32,
+    /// VXLAN network identifier (Calico's default 4096).
+    pub vxlan_vni: u32,
+    /// VXLAN UDP port (host byte order; Calico's default 4789).
+    pub vxlan_port: u16,
+    /// First source port for natOutgoing (host byte order).
+    pub nat_port_min: u16,
+    /// Last source port for natOutgoing (host byte order).
+    pub nat_port_max: u16,
+    /// Source MAC of the inner Ethernet header of VXLAN frames.
+    pub vxlan_mac: [u8; 6],
+}
+
+const _: () = assert!(core::mem::size_of::<NodeConfig>() == 28);
+
+/// Key of [`map_names::NAT`]: one direction of a flow, as seen on the wire.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct NatKey {
+    /// Source IPv4 (network byte order).
+    pub src: [u8; 4],
+    /// Destination IPv4 (network byte order).
+    pub dst: [u8; 4],
+    /// Source port, or ICMP echo identifier (network byte order).
+    pub src_port: u16,
+    /// Destination port (network byte order; 0 for ICMP).
+    pub dst_port: u16,
+    /// IP protocol number.
+    pub protocol: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 3],
+}
+
+const _: () = assert!(core::mem::size_of::<NatKey>() == 16);
+
+/// Value of [`map_names::NAT`]: the address and port to write in place of the original ones.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NatValue {
+    /// Replacement address (network byte order): the node IP outbound, the pod IP inbound.
+    pub addr: [u8; 4],
+    /// Replacement port (network byte order).
+    pub port: u16,
+    /// [`nat_flags`] bits.
+    pub flags: u16,
+    /// When the entry last carried a packet (`bpf_ktime_get_ns`), for garbage collection.
+    pub last_seen_ns: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<NatValue>() == 16);
+
+/// Bit flags of [`NatValue`].
+pub mod nat_flags {
+    /// The entry rewrites the source of pod → outside packets.
+    pub const OUTBOUND: u16 = 1 << 0;
+    /// The entry rewrites the destination of outside → pod replies.
+    pub const INBOUND: u16 = 1 << 1;
+}
 
 /// The gateway address every pod routes through (`169.254.1.1`, as in Calico).
 pub const WORKLOAD_GATEWAY: [u8; 4] = [169, 254, 1, 1];
 
 #[cfg(feature = "user")]
 mod user {
-    // SAFETY: both are repr(C), Copy, built only from integers and byte arrays, with the padding
+    // SAFETY: all are repr(C), Copy, built only from integers and byte arrays, with the padding
     // spelled out as fields, so every bit pattern is valid and none is uninitialised.
     unsafe impl aya::Pod for super::RouteValue {}
     unsafe impl aya::Pod for super::IfaceValue {}
@@ -132,4 +215,7 @@ mod user {
     unsafe impl bytemuck::Pod for super::RouteValue {}
     unsafe impl bytemuck::Zeroable for super::IfaceValue {}
     unsafe impl bytemuck::Pod for super::IfaceValue {}
+    unsafe impl aya::Pod for super::NodeConfig {}
+    unsafe impl aya::Pod for super::NatKey {}
+    unsafe impl aya::Pod for super::NatValue {}
 }

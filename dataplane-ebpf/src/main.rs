@@ -2,16 +2,20 @@
 //!
 //! | program            | attach point                 | job                                       |
 //! |--------------------|------------------------------|-------------------------------------------|
-//! | `tortie_from_wep`  | ingress of host-side `cali*` | ARP answer, anti-spoof, route, redirect   |
+//! | `tortie_from_wep`  | ingress of host-side `cali*` | ARP answer, anti-spoof, route, encap, NAT |
 //! | `tortie_to_wep`    | egress of host-side `cali*`  | traffic entering a pod from the host      |
-//! | `tortie_from_hep`  | ingress of the uplink        | traffic arriving from the fabric          |
-//! | `tortie_to_hep`    | egress of the uplink         | traffic leaving the node                  |
+//! | `tortie_from_hep`  | ingress of the uplink        | decap, natOutgoing replies, delivery      |
+//! | `tortie_to_hep`    | egress of the uplink         | the host's own traffic into tunnels       |
 #![no_std]
 #![no_main]
 
 mod arp;
+mod forward;
 mod headers;
+mod host_iface;
 mod maps;
+mod nat;
+mod tunnel;
 mod verdict;
 mod workload;
 
@@ -33,16 +37,17 @@ pub fn tortie_to_wep(_ctx: TcContext) -> i32 {
     finish(Verdict::Pass(Counter::ToWorkload))
 }
 
-/// Ingress of the host uplink.
+/// Ingress of the host uplink: tunnels from other nodes, plain traffic for local pods,
+/// natOutgoing replies.
 #[classifier]
-pub fn tortie_from_hep(_ctx: TcContext) -> i32 {
-    finish(Verdict::Pass(Counter::UplinkPassed))
+pub fn tortie_from_hep(ctx: TcContext) -> i32 {
+    finish(host_iface::from_host_iface(&ctx))
 }
 
-/// Egress of the host uplink.
+/// Egress of the host uplink: the host's own packets to pods behind a tunnel.
 #[classifier]
-pub fn tortie_to_hep(_ctx: TcContext) -> i32 {
-    finish(Verdict::Pass(Counter::UplinkPassed))
+pub fn tortie_to_hep(ctx: TcContext) -> i32 {
+    finish(host_iface::to_host_iface(&ctx))
 }
 
 #[cfg(not(test))]

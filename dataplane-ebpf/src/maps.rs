@@ -2,10 +2,13 @@
 //! the agent sets the real capacities at load time.
 
 use aya_ebpf::{
-    btf_maps::{lpm_trie::Key, HashMap, LpmTrie, PerCpuArray},
+    btf_maps::{lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
     macros::btf_map,
 };
-use bpf_maps::{capacity, Counter, IfaceKey, IfaceValue, RouteAddr, RouteValue, COUNTER_SLOTS};
+use bpf_maps::{
+    capacity, node_flags, Counter, IfaceKey, IfaceValue, NatKey, NatValue, NodeConfig, RouteAddr,
+    RouteValue, COUNTER_SLOTS,
+};
 
 #[btf_map]
 pub static TORTIE_ROUTES: LpmTrie<RouteAddr, RouteValue, { capacity::ROUTES as usize }> =
@@ -17,6 +20,19 @@ pub static TORTIE_IFACES: HashMap<IfaceKey, IfaceValue, { capacity::IFACES as us
 
 #[btf_map]
 pub static TORTIE_COUNTERS: PerCpuArray<u64, { COUNTER_SLOTS as usize }> = PerCpuArray::new();
+
+#[btf_map]
+pub static TORTIE_CONFIG: Array<NodeConfig, 1> = Array::new();
+
+#[btf_map]
+pub static TORTIE_NAT: LruHashMap<NatKey, NatValue, { capacity::NAT as usize }> = LruHashMap::new();
+
+/// This node's configuration, once the agent has written it.
+#[inline(always)]
+pub fn node_config() -> Option<NodeConfig> {
+    let config = TORTIE_CONFIG.get(0).copied()?;
+    (config.flags & node_flags::VALID != 0).then_some(config)
+}
 
 /// Longest-prefix match of an IPv4 destination.
 #[inline(always)]

@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
-    helpers::generated::{bpf_redirect, bpf_redirect_peer},
+    helpers::generated::{bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer},
 };
 use bpf_maps::Counter;
 
@@ -18,6 +18,9 @@ pub enum Verdict {
     RedirectPeer { ifindex: u32, counter: Counter },
     /// Send out of an interface (egress).
     RedirectEgress { ifindex: u32, counter: Counter },
+    /// Send out of an interface after the kernel's FIB and neighbour lookup of the packet's
+    /// destination have filled in the Ethernet header.
+    RedirectNeigh { ifindex: u32, counter: Counter },
 }
 
 /// Applies `verdict`: counts it and returns the TC action code.
@@ -39,6 +42,13 @@ pub fn finish(verdict: Verdict) -> i32 {
         Verdict::RedirectEgress { ifindex, counter } => {
             // SAFETY: plain helper call; the kernel validates the ifindex.
             redirected(unsafe { bpf_redirect(ifindex, 0) }, counter)
+        }
+        Verdict::RedirectNeigh { ifindex, counter } => {
+            // SAFETY: no next-hop parameters: the kernel looks up the destination itself.
+            redirected(
+                unsafe { bpf_redirect_neigh(ifindex, core::ptr::null_mut(), 0, 0) },
+                counter,
+            )
         }
     }
 }

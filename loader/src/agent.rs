@@ -14,8 +14,8 @@ use rtnetlink::Handle;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
-    calc::{desired_state, HostInterface},
-    model::{parse_endpoints, LocalEndpoint},
+    calc::{desired_state, CalcInputs, HostInterface},
+    model::{parse_cluster, parse_endpoints, ClusterConfig, LocalEndpoint},
     sync::{
         attach::{self, IfaceRole},
         bpffs,
@@ -40,6 +40,8 @@ pub struct AgentConfig {
     pub workload_prefix: String,
     /// JSON file of local endpoints (until a datastore feeds the agent).
     pub endpoints_file: Option<PathBuf>,
+    /// JSON file of pools and nodes (until a datastore feeds the agent).
+    pub cluster_file: Option<PathBuf>,
     /// File created once the dataplane first matches the inputs.
     pub ready_file: Option<PathBuf>,
     /// Map capacities.
@@ -58,7 +60,12 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     // Subscribe before the first listing so no interface can appear unnoticed in between.
     let mut link_events = netlink::watch_links()?;
     let mut agent = Agent {
-        endpoints: EndpointSource::new(config.endpoints_file.clone()),
+        endpoints: WatchedFile::new("endpoints", config.endpoints_file.clone(), |text| {
+            Ok(parse_endpoints(text)?)
+        }),
+        cluster: WatchedFile::new("cluster", config.cluster_file.clone(), |text| {
+            Ok(parse_cluster(text)?)
+        }),
         config,
         ebpf,
         maps,
@@ -66,7 +73,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         attached: BTreeMap::new(),
     };
 
-    agent.endpoints.refresh();
+    agent.refresh_inputs();
     agent.attach_existing().await?;
     agent.sync().await.context("first sync of the dataplane")?;
     if let Some(ready) = &agent.config.ready_file {
@@ -82,7 +89,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         tokio::select! {
             Some(event) = link_events.next() => agent.on_link_event(event).await,
             _ = tick.tick() => {
-                agent.endpoints.refresh();
+                agent.refresh_inputs();
                 agent.sync_logged().await;
             }
             _ = terminate.recv() => break,
@@ -98,12 +105,18 @@ struct Agent {
     ebpf: Ebpf,
     maps: DataplaneMaps,
     netlink: Handle,
-    endpoints: EndpointSource,
+    endpoints: WatchedFile<Vec<LocalEndpoint>>,
+    cluster: WatchedFile<ClusterConfig>,
     /// Interfaces we attached to: index → name.
     attached: BTreeMap<u32, String>,
 }
 
 impl Agent {
+    fn refresh_inputs(&mut self) {
+        self.endpoints.refresh();
+        self.cluster.refresh();
+    }
+
     fn role_of(&self, iface: &HostInterface) -> Option<IfaceRole> {
         if self.config.uplink.as_deref() == Some(iface.name.as_str()) {
             Some(IfaceRole::Uplink)
@@ -168,24 +181,31 @@ impl Agent {
     /// Recomputes the desired state from scratch and applies the difference.
     async fn sync(&mut self) -> Result<()> {
         let interfaces = netlink::list_interfaces(&self.netlink).await?;
-        let mut host_addrs = Vec::new();
+        let mut uplink_addrs = Vec::new();
         if let Some(uplink) = interfaces
             .iter()
             .find(|i| self.config.uplink.as_deref() == Some(i.name.as_str()))
         {
-            host_addrs = netlink::interface_ipv4_addrs(&self.netlink, uplink.index).await?;
+            uplink_addrs = netlink::interface_ipv4_addrs(&self.netlink, uplink.index).await?;
         }
-        let desired = desired_state(
-            self.endpoints.current(),
-            &interfaces,
-            self.config.uplink.as_deref(),
-            &host_addrs,
-        );
+        let default_gateway = netlink::default_gateway(&self.netlink).await?;
+        let desired = desired_state(&CalcInputs {
+            node_name: &self.config.node_name,
+            endpoints: self.endpoints.current().map_or(&[], Vec::as_slice),
+            interfaces: &interfaces,
+            uplink: self.config.uplink.as_deref(),
+            uplink_addrs: &uplink_addrs,
+            default_gateway,
+            cluster: self.cluster.current(),
+        });
         for pod in &desired.missing_interfaces {
             tracing::debug!(%pod, "endpoint waits for its interface");
         }
+        for warning in &desired.warnings {
+            tracing::warn!("{warning}");
+        }
         let stats = self.maps.apply(&desired)?;
-        netlink::sync_pod_routes(&self.netlink, &desired.kernel_routes).await?;
+        netlink::sync_kernel_routes(&self.netlink, &desired.kernel_routes).await?;
         if stats.written + stats.removed > 0 {
             tracing::info!(
                 written = stats.written,
@@ -197,25 +217,29 @@ impl Agent {
     }
 }
 
-/// The local endpoints file, re-read when it changes. A file that fails validation is
-/// rejected whole and the last good set stays in force.
-struct EndpointSource {
+/// An input file, re-read when it changes. A file that fails validation is rejected whole and
+/// the last good contents stay in force.
+struct WatchedFile<T> {
+    what: &'static str,
     path: Option<PathBuf>,
     seen: Option<(SystemTime, u64)>,
-    endpoints: Vec<LocalEndpoint>,
+    parse: fn(&str) -> Result<T>,
+    current: Option<T>,
 }
 
-impl EndpointSource {
-    fn new(path: Option<PathBuf>) -> Self {
+impl<T> WatchedFile<T> {
+    fn new(what: &'static str, path: Option<PathBuf>, parse: fn(&str) -> Result<T>) -> Self {
         Self {
+            what,
             path,
             seen: None,
-            endpoints: Vec::new(),
+            parse,
+            current: None,
         }
     }
 
-    fn current(&self) -> &[LocalEndpoint] {
-        &self.endpoints
+    fn current(&self) -> Option<&T> {
+        self.current.as_ref()
     }
 
     fn refresh(&mut self) {
@@ -231,24 +255,21 @@ impl EndpointSource {
             return;
         }
         self.seen = Some(stamp);
-        match read_endpoints(path) {
-            Ok(endpoints) => {
-                tracing::info!(file = %path.display(), count = endpoints.len(), "endpoints loaded");
-                self.endpoints = endpoints;
+        let parsed = std::fs::read_to_string(path)
+            .with_context(|| format!("reading {} file {}", self.what, path.display()))
+            .and_then(|text| (self.parse)(&text));
+        match parsed {
+            Ok(value) => {
+                tracing::info!(file = %path.display(), "{} file loaded", self.what);
+                self.current = Some(value);
             }
             Err(error) => tracing::error!(
                 file = %path.display(),
-                "{error:#}; keeping the previous {} endpoints",
-                self.endpoints.len()
+                "{error:#}; keeping the previous {} input",
+                self.what
             ),
         }
     }
-}
-
-fn read_endpoints(path: &Path) -> Result<Vec<LocalEndpoint>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading endpoints file {}", path.display()))?;
-    Ok(parse_endpoints(&text)?)
 }
 
 /// Removes everything the agent created: detaches programs, deletes its kernel routes and

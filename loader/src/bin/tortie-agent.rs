@@ -57,6 +57,9 @@ struct RunArgs {
     /// JSON file of this node's endpoints: {"endpoints":[{name,namespace,iface,ipv4,mac,labels}]}.
     #[arg(long, env = "TORTIE_ENDPOINTS_FILE")]
     endpoints_file: Option<PathBuf>,
+    /// JSON file of IP pools and nodes: {"vxlanVNI","vxlanPort","ipPools":[{name,cidr,ipipMode,vxlanMode,natOutgoing}],"nodes":[{name,ipv4Address,blocks}]}.
+    #[arg(long, env = "TORTIE_CLUSTER_FILE")]
+    cluster_file: Option<PathBuf>,
     /// File to create once the dataplane is programmed.
     #[arg(long)]
     ready_file: Option<PathBuf>,
@@ -100,6 +103,7 @@ fn main() -> std::process::ExitCode {
                     uplink: args.common.uplink,
                     workload_prefix: args.common.workload_prefix,
                     endpoints_file: args.endpoints_file,
+                    cluster_file: args.cluster_file,
                     ready_file: args.ready_file,
                     capacities: Capacities {
                         routes: args.max_routes,

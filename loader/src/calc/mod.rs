@@ -2,4 +2,4 @@
 
 pub mod dataplane;
 
-pub use dataplane::{desired_state, DesiredState, HostInterface, Ipv4Prefix};
+pub use dataplane::{desired_state, CalcInputs, DesiredState, HostInterface, KernelRoute};

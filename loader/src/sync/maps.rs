@@ -5,12 +5,15 @@ use std::{collections::BTreeMap, net::Ipv4Addr};
 
 use anyhow::{Context, Result};
 use aya::{
-    maps::{lpm_trie::Key, HashMap, LpmTrie, MapData, MapError, PerCpuArray},
+    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, MapData, MapError, PerCpuArray},
     Ebpf,
 };
-use bpf_maps::{map_names, Counter, IfaceKey, IfaceValue, RouteAddr, RouteValue};
+use bpf_maps::{
+    map_names, Counter, IfaceKey, IfaceValue, NatKey, NatValue, NodeConfig, RouteAddr, RouteValue,
+};
+use ipnet::Ipv4Net;
 
-use crate::calc::{DesiredState, Ipv4Prefix};
+use crate::calc::DesiredState;
 
 /// Counts of what one sync changed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -26,6 +29,8 @@ pub struct DataplaneMaps {
     routes: LpmTrie<MapData, RouteAddr, RouteValue>,
     ifaces: HashMap<MapData, IfaceKey, IfaceValue>,
     counters: PerCpuArray<MapData, u64>,
+    config: Array<MapData, NodeConfig>,
+    nat: HashMap<MapData, NatKey, NatValue>,
 }
 
 impl DataplaneMaps {
@@ -39,6 +44,8 @@ impl DataplaneMaps {
             routes: LpmTrie::try_from(take(map_names::ROUTES)?)?,
             ifaces: HashMap::try_from(take(map_names::IFACES)?)?,
             counters: PerCpuArray::try_from(take(map_names::COUNTERS)?)?,
+            config: Array::try_from(take(map_names::CONFIG)?)?,
+            nat: HashMap::try_from(take(map_names::NAT)?)?,
         })
     }
 
@@ -54,6 +61,8 @@ impl DataplaneMaps {
             routes: LpmTrie::try_from(open(map_names::ROUTES)??)?,
             ifaces: HashMap::try_from(open(map_names::IFACES)??)?,
             counters: PerCpuArray::try_from(open(map_names::COUNTERS)??)?,
+            config: Array::try_from(open(map_names::CONFIG)??)?,
+            nat: HashMap::try_from(open(map_names::NAT)??)?,
         })
     }
 
@@ -88,11 +97,35 @@ impl DataplaneMaps {
         }
         stats.written += iface_diff.upserts.len();
         stats.removed += iface_diff.removals.len();
+
+        // Without a node address the programs must not forward off-node: an all-zero entry
+        // (no VALID flag) says so.
+        let config = desired.node_config.unwrap_or_default();
+        if self.config.get(&0, 0)? != config {
+            self.config
+                .set(0, config, 0)
+                .context("writing the node configuration")?;
+            stats.written += 1;
+        }
         Ok(stats)
     }
 
+    /// The node configuration the programs currently use.
+    pub fn node_config(&self) -> Result<NodeConfig> {
+        Ok(self.config.get(&0, 0)?)
+    }
+
+    /// Every natOutgoing entry.
+    pub fn nat_entries(&self) -> Result<BTreeMap<NatKeyOrd, NatValue>> {
+        collect(
+            self.nat
+                .iter()
+                .map(|entry| entry.map(|(key, value)| (NatKeyOrd(key), value))),
+        )
+    }
+
     /// Every route currently in the map.
-    pub fn routes(&self) -> Result<BTreeMap<Ipv4Prefix, RouteValue>> {
+    pub fn routes(&self) -> Result<BTreeMap<Ipv4Net, RouteValue>> {
         collect(
             self.routes
                 .iter()
@@ -117,15 +150,36 @@ impl DataplaneMaps {
     }
 }
 
-fn route_key(prefix: &Ipv4Prefix) -> Key<RouteAddr> {
-    Key::new(u32::from(prefix.len), prefix.addr.octets())
+/// A NAT key ordered by its bytes, for listings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NatKeyOrd(pub NatKey);
+
+impl NatKeyOrd {
+    fn tuple(&self) -> ([u8; 4], [u8; 4], u16, u16, u8) {
+        let k = self.0;
+        (k.src, k.dst, k.src_port, k.dst_port, k.protocol)
+    }
 }
 
-fn prefix_of(key: &Key<RouteAddr>) -> Ipv4Prefix {
-    Ipv4Prefix {
-        addr: Ipv4Addr::from(key.data()),
-        len: key.prefix_len() as u8,
+impl PartialOrd for NatKeyOrd {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
+}
+
+impl Ord for NatKeyOrd {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.tuple().cmp(&other.tuple())
+    }
+}
+
+fn route_key(prefix: &Ipv4Net) -> Key<RouteAddr> {
+    Key::new(u32::from(prefix.prefix_len()), prefix.network().octets())
+}
+
+fn prefix_of(key: &Key<RouteAddr>) -> Ipv4Net {
+    // An LPM key's length is at most 32 by construction of the map.
+    Ipv4Net::new(Ipv4Addr::from(key.data()), key.prefix_len().min(32) as u8).unwrap_or_default()
 }
 
 fn ignore_missing(result: Result<(), MapError>) -> Result<(), MapError> {

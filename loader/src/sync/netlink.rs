@@ -13,7 +13,12 @@ use netlink_packet_route::{
 };
 use rtnetlink::{Handle, MulticastGroup, RouteMessageBuilder};
 
-use crate::{calc::HostInterface, model::MacAddr};
+use ipnet::Ipv4Net;
+
+use crate::{
+    calc::{HostInterface, KernelRoute},
+    model::MacAddr,
+};
 
 /// Routing protocol number marking kernel routes tortie owns (`ip route show proto 81`), so
 /// that sync and cleanup never touch anyone else's routes.
@@ -58,8 +63,8 @@ pub async fn list_interfaces(handle: &Handle) -> Result<Vec<HostInterface>> {
     Ok(links.iter().filter_map(host_interface).collect())
 }
 
-/// The IPv4 addresses configured on interface `index`.
-pub async fn interface_ipv4_addrs(handle: &Handle, index: u32) -> Result<Vec<Ipv4Addr>> {
+/// The IPv4 addresses (with prefix lengths) configured on interface `index`.
+pub async fn interface_ipv4_addrs(handle: &Handle, index: u32) -> Result<Vec<Ipv4Net>> {
     let messages: Vec<_> = handle
         .address()
         .get()
@@ -70,74 +75,114 @@ pub async fn interface_ipv4_addrs(handle: &Handle, index: u32) -> Result<Vec<Ipv
         .with_context(|| format!("listing addresses of interface {index}"))?;
     Ok(messages
         .iter()
-        .flat_map(|m| m.attributes.iter())
-        .filter_map(|attribute| match attribute {
-            AddressAttribute::Address(std::net::IpAddr::V4(addr)) => Some(*addr),
-            _ => None,
+        .flat_map(|m| {
+            m.attributes.iter().filter_map(|attribute| match attribute {
+                AddressAttribute::Address(std::net::IpAddr::V4(addr)) => {
+                    Ipv4Net::new(*addr, m.header.prefix_len).ok()
+                }
+                _ => None,
+            })
         })
         .collect())
 }
 
-fn pod_route(addr: Ipv4Addr, ifindex: u32) -> RouteMessage {
-    RouteMessageBuilder::<Ipv4Addr>::new()
-        .destination_prefix(addr, 32)
-        .output_interface(ifindex)
-        .scope(RouteScope::Link)
-        .protocol(RouteProtocol::Other(TORTIE_ROUTE_PROTOCOL))
-        .build()
+fn route_message(destination: &Ipv4Net, route: &KernelRoute) -> RouteMessage {
+    let builder = RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(destination.network(), destination.prefix_len())
+        .protocol(RouteProtocol::Other(TORTIE_ROUTE_PROTOCOL));
+    match *route {
+        KernelRoute::Device { ifindex } => builder
+            .output_interface(ifindex)
+            .scope(RouteScope::Link)
+            .build(),
+        KernelRoute::Gateway { via, ifindex } => builder
+            .output_interface(ifindex)
+            .gateway(via)
+            .onlink()
+            .build(),
+    }
 }
 
-/// tortie's kernel routes: destination /32 → output interface.
-async fn owned_routes(handle: &Handle) -> Result<Vec<RouteMessage>> {
-    let all: Vec<RouteMessage> = handle
+async fn all_ipv4_routes(handle: &Handle) -> Result<Vec<RouteMessage>> {
+    handle
         .route()
         .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
         .execute()
         .try_collect()
         .await
-        .context("listing kernel routes")?;
-    Ok(all
+        .context("listing kernel routes")
+}
+
+/// tortie's kernel routes.
+async fn owned_routes(handle: &Handle) -> Result<Vec<RouteMessage>> {
+    Ok(all_ipv4_routes(handle)
+        .await?
         .into_iter()
         .filter(|r| r.header.protocol == RouteProtocol::Other(TORTIE_ROUTE_PROTOCOL))
         .collect())
 }
 
-fn route_target(route: &RouteMessage) -> Option<(Ipv4Addr, u32)> {
+fn parse_route(route: &RouteMessage) -> Option<(Ipv4Net, KernelRoute)> {
     let mut destination = None;
     let mut oif = None;
+    let mut gateway = None;
     for attribute in &route.attributes {
         match attribute {
             RouteAttribute::Destination(RouteAddress::Inet(addr)) => destination = Some(*addr),
             RouteAttribute::Oif(index) => oif = Some(*index),
+            RouteAttribute::Gateway(RouteAddress::Inet(addr)) => gateway = Some(*addr),
             _ => {}
         }
     }
-    Some((destination?, oif?))
+    let destination = Ipv4Net::new(
+        destination.unwrap_or(Ipv4Addr::UNSPECIFIED),
+        route.header.destination_prefix_length,
+    )
+    .ok()?;
+    let ifindex = oif?;
+    let kernel_route = match gateway {
+        Some(via) => KernelRoute::Gateway { via, ifindex },
+        None => KernelRoute::Device { ifindex },
+    };
+    Some((destination, kernel_route))
 }
 
-/// Makes tortie's kernel routes equal to `desired` (pod address → interface), touching only
-/// routes that differ. These routes carry host-originated traffic to local pods.
-pub async fn sync_pod_routes(handle: &Handle, desired: &BTreeMap<Ipv4Addr, u32>) -> Result<()> {
-    let current: BTreeMap<Ipv4Addr, u32> = owned_routes(handle)
+/// The gateway of the main table's default route, if there is one.
+pub async fn default_gateway(handle: &Handle) -> Result<Option<Ipv4Addr>> {
+    Ok(all_ipv4_routes(handle)
         .await?
         .iter()
-        .filter_map(route_target)
+        .filter(|r| r.header.destination_prefix_length == 0 && r.header.table == 254)
+        .find_map(|r| match parse_route(r) {
+            Some((_, KernelRoute::Gateway { via, .. })) => Some(via),
+            _ => None,
+        }))
+}
+
+/// Makes tortie's kernel routes equal to `desired`, touching only routes that differ. These
+/// routes carry the host's own traffic to pods.
+pub async fn sync_kernel_routes(
+    handle: &Handle,
+    desired: &BTreeMap<Ipv4Net, KernelRoute>,
+) -> Result<()> {
+    let current: BTreeMap<Ipv4Net, KernelRoute> = owned_routes(handle)
+        .await?
+        .iter()
+        .filter_map(parse_route)
         .collect();
-    for (addr, ifindex) in desired {
-        if current.get(addr) != Some(ifindex) {
+    for (destination, route) in desired {
+        if current.get(destination) != Some(route) {
             handle
                 .route()
-                .add(pod_route(*addr, *ifindex))
+                .add(route_message(destination, route))
                 .replace()
                 .execute()
                 .await
-                .with_context(|| {
-                    format!("adding kernel route {addr}/32 via interface {ifindex}")
-                })?;
+                .with_context(|| format!("adding kernel route {destination} ({route:?})"))?;
         }
     }
-    for (addr, ifindex) in current.iter().filter(|(a, _)| !desired.contains_key(a)) {
-        delete_route(handle, pod_route(*addr, *ifindex)).await?;
+    for (destination, route) in current.iter().filter(|(d, _)| !desired.contains_key(d)) {
+        delete_route(handle, route_message(destination, route)).await?;
     }
     Ok(())
 }
@@ -151,7 +196,7 @@ pub async fn delete_owned_routes(handle: &Handle) -> Result<()> {
 }
 
 async fn delete_route(handle: &Handle, route: RouteMessage) -> Result<()> {
-    let what = route_target(&route);
+    let what = parse_route(&route);
     match handle.route().del(route).execute().await {
         // Already gone (its interface was deleted): the goal is reached.
         Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ESRCH => Ok(()),
