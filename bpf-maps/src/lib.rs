@@ -43,6 +43,8 @@ pub mod program_names {
     pub const FROM_HOST_IFACE: &str = "tortie_from_hep";
     /// TC egress of the host uplink: traffic leaving the node.
     pub const TO_HOST_IFACE: &str = "tortie_to_hep";
+    /// A program that only returns: the floor for benchmarks, never attached.
+    pub const FLOOR: &str = "tortie_floor";
 }
 
 /// Capacity of each map; the agent may override these at load time.

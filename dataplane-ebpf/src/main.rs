@@ -50,6 +50,12 @@ pub fn tortie_to_hep(ctx: TcContext) -> i32 {
     finish(host_iface::to_host_iface(&ctx))
 }
 
+/// Does nothing: the floor that benchmarks measure the other programs against. Never attached.
+#[classifier]
+pub fn tortie_floor(_ctx: TcContext) -> i32 {
+    aya_ebpf::bindings::TC_ACT_OK
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

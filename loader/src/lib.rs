@@ -9,4 +9,5 @@
 pub mod agent;
 pub mod calc;
 pub mod model;
+pub mod packets;
 pub mod sync;

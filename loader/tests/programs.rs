@@ -7,6 +7,7 @@ use bpf_maps::{program_names, Counter};
 use tortie::{
     calc::{desired_state, CalcInputs, HostInterface},
     model::{parse_cluster, ClusterConfig, LocalEndpoint, MacAddr},
+    packets::{self, checksum, ethernet},
     sync::test_run::{ProgramRunner, TEST_RUN_IFINDEX},
 };
 
@@ -125,50 +126,12 @@ fn counter(runner: &ProgramRunner, which: Counter) -> u64 {
         .map_or(0, |(_, n)| n)
 }
 
-fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum: u32 = bytes
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-fn ethernet(dst: [u8; 6], src: [u8; 6], ether_type: u16) -> Vec<u8> {
-    let mut frame = Vec::with_capacity(98);
-    frame.extend_from_slice(&dst);
-    frame.extend_from_slice(&src);
-    frame.extend_from_slice(&ether_type.to_be_bytes());
-    frame
-}
-
-/// An Ethernet + IPv4 + ICMP echo request from `src` to `dst`.
 fn icmp_echo(src: [u8; 4], dst: [u8; 4], ttl: u8) -> Vec<u8> {
     icmp(8, src, dst, ttl)
 }
 
-/// An Ethernet + IPv4 + ICMP echo (request 8 / reply 0) with identifier 0x1234.
 fn icmp(icmp_type: u8, src: [u8; 4], dst: [u8; 4], ttl: u8) -> Vec<u8> {
-    let mut frame = ethernet(HOST_MAC, POD_A_MAC, 0x0800);
-    let payload = [
-        icmp_type, 0, 0, 0, 0x12, 0x34, 0, 1, b't', b'o', b'r', b't', b'i', b'e', 0, 0,
-    ];
-    let total_len = (20 + payload.len()) as u16;
-    let mut ip = vec![0x45, 0];
-    ip.extend_from_slice(&total_len.to_be_bytes());
-    ip.extend_from_slice(&[0, 1, 0x40, 0, ttl, 1, 0, 0]);
-    ip.extend_from_slice(&src);
-    ip.extend_from_slice(&dst);
-    let ip_check = checksum(&ip);
-    ip[10..12].copy_from_slice(&ip_check.to_be_bytes());
-    let mut icmp = payload.to_vec();
-    let icmp_check = checksum(&icmp);
-    icmp[2..4].copy_from_slice(&icmp_check.to_be_bytes());
-    frame.extend_from_slice(&ip);
-    frame.extend_from_slice(&icmp);
-    frame
+    packets::icmp((HOST_MAC, POD_A_MAC), icmp_type, src, dst, ttl)
 }
 
 fn arp_request(sender_ip: [u8; 4], target_ip: [u8; 4]) -> Vec<u8> {
@@ -434,18 +397,12 @@ fn vxlan_mode_builds_udp_4789_with_vni_4096() {
 }
 
 fn wrap_ipip(outer_src: [u8; 4], inner: &[u8]) -> Vec<u8> {
-    let mut frame = ethernet(UPLINK_MAC, [0x02, 0x99, 0, 0, 0, 12], 0x0800);
-    let total = (20 + inner.len() - 14) as u16;
-    let mut ip = vec![0x45, 0];
-    ip.extend_from_slice(&total.to_be_bytes());
-    ip.extend_from_slice(&[0, 0, 0x40, 0, 64, 4, 0, 0]);
-    ip.extend_from_slice(&outer_src);
-    ip.extend_from_slice(&NODE_IP);
-    let check = checksum(&ip);
-    ip[10..12].copy_from_slice(&check.to_be_bytes());
-    frame.extend_from_slice(&ip);
-    frame.extend_from_slice(&inner[14..]);
-    frame
+    packets::ipip(
+        (UPLINK_MAC, [0x02, 0x99, 0, 0, 0, 12]),
+        outer_src,
+        NODE_IP,
+        inner,
+    )
 }
 
 #[test]
@@ -491,40 +448,44 @@ fn ipip_from_an_unknown_source_is_dropped_and_counted() {
 }
 
 #[test]
-fn vxlan_round_trip_through_our_own_decapsulation() {
+fn vxlan_from_a_known_node_is_decapsulated_into_the_pod() {
     let Some(mut runner) = runner_for(&cluster("Never", "Always")) else {
         return;
     };
-    // Build the frame as node-1 would: encapsulate pod B's reply with node-1's programs'
-    // format, here produced by our own encapsulation and re-addressed.
-    let encapsulated = runner
-        .run(
-            program_names::FROM_WORKLOAD,
-            &icmp_echo(POD_A, REMOTE_POD, 64),
-            1,
-        )
-        .unwrap()
-        .packet;
-    let mut arriving = encapsulated.clone();
-    // Swap the outer addresses: from node-1 to this node, and the inner ones: to pod B.
-    arriving[14 + 12..14 + 16].copy_from_slice(&REMOTE_NODE);
-    arriving[14 + 16..14 + 20].copy_from_slice(&NODE_IP);
-    arriving[14 + 10..14 + 12].copy_from_slice(&[0, 0]);
-    let check = checksum(&arriving[14..34]);
-    arriving[14 + 10..14 + 12].copy_from_slice(&check.to_be_bytes());
     let inner = icmp_echo(REMOTE_POD, POD_B, 63);
-    arriving.truncate(64);
-    arriving.extend_from_slice(&inner[14..]);
+    let arriving = packets::vxlan(
+        (UPLINK_MAC, [0x02, 0x99, 0, 0, 0, 12]),
+        REMOTE_NODE,
+        NODE_IP,
+        4789,
+        4096,
+        &inner,
+    );
     let out = runner
         .run(program_names::FROM_HOST_IFACE, &arriving, 1)
         .unwrap();
     assert_eq!(out.action, TC_ACT_REDIRECT);
     assert_eq!(out.packet.len(), inner.len(), "50 bytes of VXLAN removed");
+    assert_eq!(&out.packet[0..6], &POD_B_MAC);
     assert_eq!(
         &out.packet[14 + 12..14 + 20],
         &[REMOTE_POD, POD_B].concat()[..]
     );
     assert_eq!(counter(&runner, Counter::Decapsulated), 1);
+
+    let wrong_vni = packets::vxlan(
+        (UPLINK_MAC, [0x02, 0x99, 0, 0, 0, 12]),
+        REMOTE_NODE,
+        NODE_IP,
+        4789,
+        7,
+        &inner,
+    );
+    let out = runner
+        .run(program_names::FROM_HOST_IFACE, &wrong_vni, 1)
+        .unwrap();
+    assert_eq!(out.action, TC_ACT_SHOT);
+    assert_eq!(counter(&runner, Counter::DropWrongVni), 1);
 }
 
 #[test]

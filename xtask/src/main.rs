@@ -1,5 +1,6 @@
 //! `cargo xtask`: set-up, builds, the lab and the test suite.
 
+mod bench;
 mod build;
 mod lab;
 mod setup;
@@ -29,6 +30,8 @@ enum Command {
     },
     /// Formatting and clippy (userspace on stable, eBPF on nightly) with warnings as errors.
     Lint,
+    /// Measure the dataplane and write a report (needs root).
+    Bench(bench::BenchArgs),
     /// Lint, build, then run every test (unit, BPF_PROG_TEST_RUN and lab end-to-end; needs root).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
@@ -63,6 +66,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Lab { command } => lab::run(command, build::all),
         Command::Lint => build::lint(),
+        Command::Bench(args) => bench::run(&args),
         Command::Test { cargo_args } => build::test(&cargo_args),
     }
 }

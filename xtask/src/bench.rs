@@ -1,0 +1,376 @@
+//! `cargo xtask bench`: the dataplane measured on this machine.
+//!
+//! Programs section: each forwarding path run by the kernel with `BPF_PROG_TEST_RUN` on a
+//! crafted packet, against maps filled through the agent's own calc/sync path plus filler
+//! routes (10 / 1k / 100k). Every path also changes the packet (TTL, encapsulation), so each
+//! sample is one run on a fresh copy (`repeat = 1`); the kernel's own timer around that run
+//! includes a fixed overhead, which the empty program (`floor`) measures and the table shows.
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{bail, Context, Result};
+use bpf_maps::{program_names, route_flags, RouteValue};
+use ipnet::Ipv4Net;
+use serde::Serialize;
+use tortie::{
+    calc::{desired_state, CalcInputs, DesiredState, HostInterface},
+    model::{parse_cluster, LocalEndpoint, MacAddr},
+    packets,
+    sync::test_run::{ProgramRunner, TEST_RUN_IFINDEX},
+};
+
+use crate::build;
+
+const HOST_MAC: [u8; 6] = [0xee; 6];
+const POD_A_MAC: [u8; 6] = [0x02, 0x54, 10, 65, 0, 10];
+const POD_B_MAC: [u8; 6] = [0x02, 0x54, 10, 65, 0, 11];
+const UPLINK_MAC: [u8; 6] = [0x02, 0x99, 0, 0, 0, 11];
+const PEER_MAC: [u8; 6] = [0x02, 0x99, 0, 0, 0, 12];
+const POD_A: [u8; 4] = [10, 65, 0, 10];
+const POD_B: [u8; 4] = [10, 65, 0, 11];
+const NODE_IP: [u8; 4] = [10, 99, 0, 11];
+const REMOTE_NODE: [u8; 4] = [10, 99, 0, 12];
+const REMOTE_POD: [u8; 4] = [10, 65, 1, 10];
+const POD_B_IFINDEX: u32 = 77;
+const UPLINK_IFINDEX: u32 = 88;
+/// The CPU every measurement runs on (the test run executes on the calling CPU).
+const BENCH_CPU: usize = 1;
+
+/// Options of `cargo xtask bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Fewer samples (a smoke run for CI; numbers are indicative only).
+    #[arg(long)]
+    quick: bool,
+    /// Where REPORT.md, results.json and results.csv go.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+}
+
+/// One forwarding path to measure.
+struct Case {
+    name: &'static str,
+    program: &'static str,
+    ipip: &'static str,
+    vxlan: &'static str,
+    packet: fn() -> Vec<u8>,
+    /// TC action the path must return (checked once, so a broken path is not timed).
+    expected_action: i32,
+}
+
+const TC_ACT_OK: i32 = 0;
+const TC_ACT_REDIRECT: i32 = 7;
+
+fn pod_to(dst: [u8; 4]) -> Vec<u8> {
+    packets::icmp((HOST_MAC, POD_A_MAC), 8, POD_A, dst, 64)
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "floor (empty program)",
+            program: program_names::FLOOR,
+            ipip: "Never",
+            vxlan: "Never",
+            packet: || pod_to(POD_B),
+            expected_action: TC_ACT_OK,
+        },
+        Case {
+            name: "local pod → pod (redirect_peer)",
+            program: program_names::FROM_WORKLOAD,
+            ipip: "Never",
+            vxlan: "Never",
+            packet: || pod_to(POD_B),
+            expected_action: TC_ACT_REDIRECT,
+        },
+        Case {
+            name: "remote pod, native",
+            program: program_names::FROM_WORKLOAD,
+            ipip: "Never",
+            vxlan: "Never",
+            packet: || pod_to(REMOTE_POD),
+            expected_action: TC_ACT_REDIRECT,
+        },
+        Case {
+            name: "remote pod, IPIP encap",
+            program: program_names::FROM_WORKLOAD,
+            ipip: "Always",
+            vxlan: "Never",
+            packet: || pod_to(REMOTE_POD),
+            expected_action: TC_ACT_REDIRECT,
+        },
+        Case {
+            name: "remote pod, VXLAN encap",
+            program: program_names::FROM_WORKLOAD,
+            ipip: "Never",
+            vxlan: "Always",
+            packet: || pod_to(REMOTE_POD),
+            expected_action: TC_ACT_REDIRECT,
+        },
+        Case {
+            name: "IPIP decap → local pod",
+            program: program_names::FROM_HOST_IFACE,
+            ipip: "Always",
+            vxlan: "Never",
+            packet: || {
+                let inner = packets::icmp((HOST_MAC, POD_A_MAC), 8, REMOTE_POD, POD_B, 63);
+                packets::ipip((UPLINK_MAC, PEER_MAC), REMOTE_NODE, NODE_IP, &inner)
+            },
+            expected_action: TC_ACT_REDIRECT,
+        },
+        Case {
+            name: "VXLAN decap → local pod",
+            program: program_names::FROM_HOST_IFACE,
+            ipip: "Never",
+            vxlan: "Always",
+            packet: || {
+                let inner = packets::icmp((HOST_MAC, POD_A_MAC), 8, REMOTE_POD, POD_B, 63);
+                packets::vxlan(
+                    (UPLINK_MAC, PEER_MAC),
+                    REMOTE_NODE,
+                    NODE_IP,
+                    4789,
+                    4096,
+                    &inner,
+                )
+            },
+            expected_action: TC_ACT_REDIRECT,
+        },
+    ]
+}
+
+fn endpoint(name: &str, iface: &str, ip: [u8; 4], mac: [u8; 6]) -> LocalEndpoint {
+    LocalEndpoint {
+        name: name.into(),
+        namespace: "default".into(),
+        node: "node-0".into(),
+        iface: iface.into(),
+        ipv4: Ipv4Addr::from(ip),
+        mac: MacAddr(mac),
+        labels: BTreeMap::new(),
+    }
+}
+
+/// The dataplane of node-0 in a two-node cluster, plus `routes` filler routes: remote /32s
+/// outside the pool, so lookups traverse a trie of that size.
+fn dataplane(ipip: &str, vxlan: &str, routes: usize) -> Result<DesiredState> {
+    let cluster = parse_cluster(&format!(
+        r#"{{"ipPools":[{{"name":"p","cidr":"10.65.0.0/16","ipipMode":"{ipip}","vxlanMode":"{vxlan}","natOutgoing":true}}],
+            "nodes":[{{"name":"node-0","ipv4Address":"10.99.0.11/24","blocks":["10.65.0.0/26"]}},
+                     {{"name":"node-1","ipv4Address":"10.99.0.12/24","blocks":["10.65.1.0/26"]}}]}}"#
+    ))?;
+    let host = |name: &str, index, mac| HostInterface {
+        name: name.into(),
+        index,
+        mac: MacAddr(mac),
+    };
+    let mut desired = desired_state(&CalcInputs {
+        node_name: "node-0",
+        endpoints: &[
+            endpoint("a", "cali-a", POD_A, POD_A_MAC),
+            endpoint("b", "cali-b", POD_B, POD_B_MAC),
+        ],
+        interfaces: &[
+            host("cali-a", TEST_RUN_IFINDEX, HOST_MAC),
+            host("cali-b", POD_B_IFINDEX, HOST_MAC),
+            host("eth0", UPLINK_IFINDEX, UPLINK_MAC),
+        ],
+        uplink: Some("eth0"),
+        uplink_addrs: &["10.99.0.11/24".parse()?],
+        default_gateway: None,
+        cluster: Some(&cluster),
+    });
+    let filler = desired.routes.len().saturating_sub(0);
+    for i in 0..routes.saturating_sub(filler) as u32 {
+        // 172.16.0.0/12 holds a million /32s: spread across it so the trie branches.
+        let addr = Ipv4Addr::from(0xac10_0000u32 | (i.wrapping_mul(2_654_435_761) & 0x000f_ffff));
+        desired.routes.insert(
+            Ipv4Net::from(addr),
+            RouteValue {
+                flags: route_flags::REMOTE_WORKLOAD,
+                next_hop: REMOTE_NODE,
+                ..RouteValue::default()
+            },
+        );
+    }
+    Ok(desired)
+}
+
+/// Median and spread of per-run nanoseconds.
+#[derive(Clone, Debug, Serialize)]
+struct Figure {
+    path: String,
+    routes: usize,
+    median_ns: f64,
+    min_batch_ns: f64,
+    max_batch_ns: f64,
+    batches: usize,
+    samples_per_batch: usize,
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    let mid = values.len() / 2;
+    if values.len() % 2 == 0 {
+        (values[mid - 1] + values[mid]) / 2.0
+    } else {
+        values[mid]
+    }
+}
+
+fn measure(case: &Case, routes: usize, object: &Path, quick: bool) -> Result<Figure> {
+    let mut runner = ProgramRunner::load(object)?;
+    runner
+        .maps
+        .apply(&dataplane(case.ipip, case.vxlan, routes)?)
+        .with_context(|| format!("programming {routes} routes"))?;
+    let packet = (case.packet)();
+    let first = runner.run(case.program, &packet, 1)?;
+    if first.action != case.expected_action {
+        bail!(
+            "{}: the program returned {} instead of {}; not timing a broken path",
+            case.name,
+            first.action,
+            case.expected_action
+        );
+    }
+    let (batches, samples) = if quick { (3, 2_000) } else { (5, 20_000) };
+    let mut batch_medians = Vec::with_capacity(batches);
+    for _ in 0..batches {
+        let mut samples_ns = Vec::with_capacity(samples);
+        for _ in 0..samples {
+            samples_ns.push(runner.run(case.program, &packet, 1)?.per_run.as_nanos() as f64);
+        }
+        batch_medians.push(median(&mut samples_ns));
+    }
+    let min = batch_medians.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = batch_medians.iter().copied().fold(0.0, f64::max);
+    Ok(Figure {
+        path: case.name.into(),
+        routes,
+        median_ns: median(&mut batch_medians),
+        min_batch_ns: min,
+        max_batch_ns: max,
+        batches,
+        samples_per_batch: samples,
+    })
+}
+
+fn pin_to_cpu(cpu: usize) -> Result<()> {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu)?;
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+        .with_context(|| format!("pinning the benchmark to CPU {cpu}"))
+}
+
+/// Runs the benchmark and writes the report.
+pub fn run(args: &BenchArgs) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("`cargo xtask bench` loads BPF programs and needs root");
+    }
+    let object = build::ebpf()?;
+    pin_to_cpu(BENCH_CPU)?;
+    let route_counts = [10usize, 1_000, 100_000];
+    let mut figures = Vec::new();
+    for case in cases() {
+        for routes in route_counts {
+            eprintln!("==> {} with {routes} routes", case.name);
+            figures.push(measure(&case, routes, &object, args.quick)?);
+        }
+    }
+    let report = render(&figures, &route_counts, args.quick);
+    let out = if args.out.is_absolute() {
+        args.out.clone()
+    } else {
+        build::workspace_root().join(&args.out)
+    };
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::write(out.join("REPORT.md"), &report)?;
+    std::fs::write(
+        out.join("results.json"),
+        serde_json::to_string_pretty(&figures)?,
+    )?;
+    let mut csv = String::from("path,routes,median_ns,min_batch_ns,max_batch_ns\n");
+    for f in &figures {
+        let _ = writeln!(
+            csv,
+            "\"{}\",{},{:.1},{:.1},{:.1}",
+            f.path, f.routes, f.median_ns, f.min_batch_ns, f.max_batch_ns
+        );
+    }
+    std::fs::write(out.join("results.csv"), csv)?;
+    println!("{report}");
+    eprintln!("report written to {}", out.join("REPORT.md").display());
+    Ok(())
+}
+
+fn machine_summary() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "{cpu}, {} CPUs, kernel {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        kernel.trim()
+    )
+}
+
+fn render(figures: &[Figure], route_counts: &[usize], quick: bool) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# tortie benchmark report\n");
+    let _ = writeln!(out, "Machine: {}.", machine_summary());
+    let _ = writeln!(
+        out,
+        "Run: {}; pinned to CPU {BENCH_CPU} (BPF_PROG_TEST_RUN executes on the calling CPU).\n",
+        if quick {
+            "--quick (indicative only)"
+        } else {
+            "full"
+        }
+    );
+    let _ = writeln!(out, "## Programs (BPF_PROG_TEST_RUN, ns per packet)\n");
+    let _ = writeln!(
+        out,
+        "Each cell: median of batch medians (one run per sample on a fresh packet copy), with the \
+         range of batch medians. The floor row is the kernel's timing overhead around an empty \
+         program; a path's own cost is roughly its figure minus the floor.\n"
+    );
+    let mut header = String::from("| path |");
+    let mut rule = String::from("|---|");
+    for routes in route_counts {
+        let _ = write!(header, " {routes} routes |");
+        rule.push_str("---|");
+    }
+    let _ = writeln!(out, "{header}\n{rule}");
+    let mut paths: Vec<&str> = figures.iter().map(|f| f.path.as_str()).collect();
+    paths.dedup();
+    for path in paths {
+        let mut row = format!("| {path} |");
+        for routes in route_counts {
+            if let Some(f) = figures
+                .iter()
+                .find(|f| f.path == path && f.routes == *routes)
+            {
+                let _ = write!(
+                    row,
+                    " {:.0} ({:.0}–{:.0}) |",
+                    f.median_ns, f.min_batch_ns, f.max_batch_ns
+                );
+            }
+        }
+        let _ = writeln!(out, "{row}");
+    }
+    out
+}
