@@ -222,25 +222,29 @@ pub fn run_command(node: &Node, artifacts: &Artifacts) -> Command {
     let pin_root = node.pin_root.display().to_string();
     let bpf_object = artifacts.bpf_object.display().to_string();
     let endpoints = node.endpoints_file.display().to_string();
+    let cluster = node.cluster_file.display().to_string();
     let ready = node.ready_file.display().to_string();
+    let args = [
+        "run",
+        "--node-name",
+        &node.name,
+        "--pin-root",
+        &pin_root,
+        "--bpf-object",
+        &bpf_object,
+        "--uplink",
+        NODE_UPLINK,
+        "--endpoints-file",
+        &endpoints,
+        "--cluster-file",
+        &cluster,
+        "--ready-file",
+        &ready,
+    ];
     nsenter_command(
         &node.netns,
         artifacts.agent_bin.display().to_string().as_str(),
-        &[
-            "run",
-            "--node-name",
-            &node.name,
-            "--pin-root",
-            &pin_root,
-            "--bpf-object",
-            &bpf_object,
-            "--uplink",
-            NODE_UPLINK,
-            "--endpoints-file",
-            &endpoints,
-            "--ready-file",
-            &ready,
-        ],
+        &args,
     )
 }
 

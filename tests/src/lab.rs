@@ -1,5 +1,6 @@
 //! A running lab: bring it up, find its parts, run commands in it, control its agents, remove it.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -11,10 +12,15 @@ use serde::Serialize;
 use crate::agent::{self, AgentProcess, READY_TIMEOUT};
 use crate::artifacts::Artifacts;
 use crate::bpffs;
+use crate::capture::Capture;
+use crate::cluster::ClusterFile;
+use crate::counters;
 use crate::endpoints::EndpointsFile;
 use crate::netns::{self, nsenter_command};
 use crate::report::Progress;
-use crate::spec::{self, LabSpec, Node, Pod};
+use crate::spec::{
+    self, Encap, ExternalHost, LabSpec, Node, Pod, Router, Topology, EXTERNAL_TARGET, ROUTER_TARGET,
+};
 use crate::state::LabState;
 use crate::teardown::{teardown, TeardownOptions};
 use crate::topology::{self, step};
@@ -34,6 +40,16 @@ pub struct Lab {
 pub struct LabStatus {
     /// Lab name.
     pub name: String,
+    /// The pool's encapsulation (`none`, `ipip`, `vxlan`).
+    pub encap: Encap,
+    /// Whether the pool encapsulates only between subnets (`CrossSubnet`).
+    pub cross_subnet: bool,
+    /// The fabric layout (`flat`, `routed`).
+    pub topology: Topology,
+    /// The router between the segments and the external host.
+    pub router: Router,
+    /// The external host.
+    pub external: ExternalHost,
     /// Nodes with their agents.
     pub nodes: Vec<NodeStatus>,
     /// Pods.
@@ -49,6 +65,8 @@ pub struct NodeStatus {
     pub netns: String,
     /// Its fabric address.
     pub ip: Ipv4Addr,
+    /// Its fabric segment (`br<segment>`, `10.99.<segment>.0/24`).
+    pub segment: u8,
     /// Pid of the agent last started.
     pub agent_pid: Option<u32>,
     /// Whether that agent still runs.
@@ -83,10 +101,17 @@ impl Lab {
         };
         match lab.build(&progress) {
             Ok(()) => {
+                let mode = if lab.state.cross_subnet {
+                    " (CrossSubnet)"
+                } else {
+                    ""
+                };
                 progress.step(format_args!(
-                    "lab {name} is up: {} node(s), {} pod(s)",
+                    "lab {name} is up: {} node(s), {} pod(s), encap {}{mode}, {} fabric",
                     lab.state.nodes.len(),
-                    lab.state.pods.len()
+                    lab.state.pods.len(),
+                    lab.state.encap,
+                    lab.state.topology
                 ));
                 Ok(lab)
             }
@@ -110,11 +135,24 @@ impl Lab {
             Ok(bpffs::ensure_bpffs()?)
         })?;
         step(progress, "writing lab state", || Ok(self.state.save()?))?;
+        let topology = self.state.topology;
         step(
             progress,
-            &format!("creating fabric {}", spec::fabric_netns(&name)),
-            || topology::create_fabric(&name),
+            &format!(
+                "creating fabric {} ({topology}: {} segment(s))",
+                spec::fabric_netns(&name),
+                topology.segments()
+            ),
+            || topology::create_fabric(&name, topology),
         )?;
+        let (router, external) = (&self.state.router, &self.state.external);
+        let what = format!(
+            "creating router {} and external host {} ({})",
+            router.netns, external.netns, external.ip
+        );
+        step(progress, &what, || {
+            topology::create_router_and_external(&name, router, external)
+        })?;
         for node in &self.state.nodes {
             let what = format!("creating {} ({}, {})", node.name, node.netns, node.ip);
             step(progress, &what, || topology::create_node(&name, node))?;
@@ -133,6 +171,12 @@ impl Lab {
                     .write(&node.endpoints_file)?;
             }
             Ok(())
+        })?;
+        let cluster_file = spec::cluster_file(&name);
+        let what = format!("writing cluster file {}", cluster_file.display());
+        step(progress, &what, || {
+            let cluster = ClusterFile::for_lab(&self.state.spec(), &self.state.nodes);
+            Ok(cluster.write(&cluster_file)?)
         })?;
         let nodes: Vec<String> = self.state.nodes.iter().map(|n| n.name.clone()).collect();
         for node in nodes {
@@ -194,6 +238,31 @@ impl Lab {
         &self.state.pods
     }
 
+    /// The spec the lab was built from.
+    pub fn spec(&self) -> LabSpec {
+        self.state.spec()
+    }
+
+    /// The pool's encapsulation.
+    pub fn encap(&self) -> Encap {
+        self.state.encap
+    }
+
+    /// The fabric layout.
+    pub fn topology(&self) -> Topology {
+        self.state.topology
+    }
+
+    /// The router.
+    pub fn router(&self) -> &Router {
+        &self.state.router
+    }
+
+    /// The external host.
+    pub fn external(&self) -> &ExternalHost {
+        &self.state.external
+    }
+
     /// The node called `name`.
     pub fn node(&self, name: &str) -> Option<&Node> {
         self.state.nodes.iter().find(|n| n.name == name)
@@ -228,7 +297,7 @@ impl Lab {
     }
 
     /// The namespace of `target`: a pod (`pod-0-0`, `default/pod-0-0`), a node (`node-0`),
-    /// `fabric`, or a full namespace name of this lab.
+    /// `fabric`, `router`, `ext`, or a full namespace name of this lab.
     pub fn netns_of(&self, target: &str) -> Result<String> {
         if let Some(pod) = self.pod(target) {
             return Ok(pod.netns.clone());
@@ -236,8 +305,11 @@ impl Lab {
         if let Some(node) = self.node(target) {
             return Ok(node.netns.clone());
         }
-        if target == "fabric" {
-            return Ok(spec::fabric_netns(&self.state.name));
+        match target {
+            "fabric" => return Ok(spec::fabric_netns(&self.state.name)),
+            ROUTER_TARGET => return Ok(self.state.router.netns.clone()),
+            EXTERNAL_TARGET => return Ok(self.state.external.netns.clone()),
+            _ => {}
         }
         if target.starts_with(&spec::netns_prefix(&self.state.name)) && netns::netns_exists(target)
         {
@@ -246,7 +318,7 @@ impl Lab {
         let nodes: Vec<&str> = self.state.nodes.iter().map(|n| n.name.as_str()).collect();
         let pods: Vec<&str> = self.state.pods.iter().map(|p| p.name.as_str()).collect();
         bail!(
-            "lab {} has no node or pod named {target:?} (nodes: {}; pods: {}; or `fabric`)",
+            "lab {} has no node or pod named {target:?} (nodes: {}; pods: {}; or `fabric`, `router`, `ext`)",
             self.state.name,
             nodes.join(", "),
             pods.join(", ")
@@ -315,10 +387,77 @@ impl Lab {
         results
     }
 
+    /// Every pod pings the external host once (`ping -c 1 -W 2 203.0.113.10`), which only
+    /// answers if the pod's node source-NATs the traffic. Returns `(pod, replied)` per pod.
+    pub fn external_reachability(&self) -> Vec<(String, bool)> {
+        let ip = self.state.external.ip.to_string();
+        let mut results = Vec::with_capacity(self.state.pods.len());
+        for batch in self.state.pods.chunks(PING_PARALLELISM) {
+            let children: Vec<_> = batch
+                .iter()
+                .map(|pod| {
+                    nsenter_command(&pod.netns, "ping", &["-q", "-c", "1", "-W", "2", &ip])
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
+                })
+                .collect();
+            for (pod, child) in batch.iter().zip(children) {
+                let replied = child
+                    .and_then(|mut c| c.wait())
+                    .is_ok_and(|status| status.success());
+                results.push((pod.name.clone(), replied));
+            }
+        }
+        results
+    }
+
+    /// Starts a packet capture on a fabric bridge (`br0`, or `br1` in a routed lab) and
+    /// returns once tcpdump listens; send the traffic afterwards, then call
+    /// [`Capture::finish`]. It ends after `max_packets` packets or `timeout`.
+    pub fn capture(
+        &self,
+        segment_iface: &str,
+        filter: &str,
+        max_packets: usize,
+        timeout: Duration,
+    ) -> Result<Capture> {
+        self.capture_in("fabric", segment_iface, filter, max_packets, timeout)
+    }
+
+    /// Like [`Lab::capture`], on interface `iface` of any `target` (see [`Lab::netns_of`]),
+    /// e.g. the router's `ext0`.
+    pub fn capture_in(
+        &self,
+        target: &str,
+        iface: &str,
+        filter: &str,
+        max_packets: usize,
+        timeout: Duration,
+    ) -> Result<Capture> {
+        let ns = self.netns_of(target)?;
+        Capture::start(&ns, iface, filter, max_packets, timeout)
+            .with_context(|| format!("capturing on {iface} in {target}"))
+    }
+
+    /// The packet counters of `node`'s dataplane, summed over CPUs, by name
+    /// (`drop_spoofed_source`, …; unknown indices as `counter_<i>`). Needs `bpftool`.
+    pub fn counters(&self, node: &str) -> Result<BTreeMap<String, u64>> {
+        let node = self.node_or_err(node)?;
+        counters::read_counters(&node.pin_root)
+            .with_context(|| format!("reading the counters of {}", node.name))
+    }
+
     /// Nodes, agents and pods, for `status`.
     pub fn status(&self) -> LabStatus {
         LabStatus {
             name: self.state.name.clone(),
+            encap: self.state.encap,
+            cross_subnet: self.state.cross_subnet,
+            topology: self.state.topology,
+            router: self.state.router.clone(),
+            external: self.state.external.clone(),
             nodes: self
                 .state
                 .nodes
@@ -327,6 +466,7 @@ impl Lab {
                     name: node.name.clone(),
                     netns: node.netns.clone(),
                     ip: node.ip,
+                    segment: node.segment,
                     agent_pid: node.agent_pid,
                     agent_running: AgentProcess::of(node).is_some_and(|a| a.is_running()),
                     pin_root: node.pin_root.clone(),

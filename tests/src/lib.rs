@@ -6,6 +6,11 @@
 //! `net.ipv4.ip_forward=0`, so traffic that arrives between pods was forwarded by the eBPF
 //! programs, not by the kernel.
 //!
+//! Nodes sit on one fabric segment or, for a routed lab, on two segments joined by a router
+//! namespace, behind which an external host on TEST-NET-3 stands in for the internet. Pod
+//! traffic between nodes is plain, IPIP or VXLAN, as the lab's pool says
+//! (`LabSpec::with_encap`); captures on the fabric show which ([`Lab::capture`]).
+//!
 //! Everything lives in namespaces named `tortie-<lab>-…`; nothing is added to the root network
 //! namespace. Needs root, iproute2 and util-linux `nsenter`; the agent needs bpffs at
 //! `/sys/fs/bpf` and TCX (Linux >= 6.6).
@@ -22,19 +27,25 @@
 pub mod agent;
 pub mod artifacts;
 pub mod bpffs;
+pub mod capture;
+pub mod cluster;
+pub mod counters;
 pub mod endpoints;
 pub mod guard;
 pub mod harness;
 pub mod lab;
+pub mod modes;
 pub mod netns;
 pub mod report;
 pub mod spec;
 pub mod state;
 pub mod teardown;
 pub mod topology;
+pub mod traffic;
 
 pub use artifacts::Artifacts;
+pub use capture::{Capture, Captured, Packet};
 pub use guard::LabGuard;
 pub use lab::{Lab, LabStatus, NodeStatus};
 pub use nix::sys::signal::Signal;
-pub use spec::{cali_iface_name, LabSpec, Node, Pod};
+pub use spec::{cali_iface_name, Encap, LabSpec, Node, Pod, Topology};

@@ -155,17 +155,19 @@ pub fn list_netns() -> Result<Vec<String>, NetnsError> {
         .collect())
 }
 
-/// Creates veth `name` in `ns` whose peer `peer_name` is created directly in `peer_ns`.
+/// Creates veth `name` in `ns` whose peer `peer_name` is created directly in `peer_ns`, both
+/// ends with MTU `mtu`.
 pub fn create_veth_into(
     ns: &str,
     name: &str,
     peer_ns: &str,
     peer_name: &str,
+    mtu: u32,
 ) -> Result<(), NetnsError> {
-    let mtu = crate::spec::MTU.to_string();
+    let mtu = mtu.to_string();
     ip_in(
         ns,
-        format!("create veth {name} in {ns} with peer {peer_name} in {peer_ns}"),
+        format!("create veth {name} (MTU {mtu}) in {ns} with peer {peer_name} in {peer_ns}"),
         &[
             "link", "add", name, "mtu", &mtu, "type", "veth", "peer", "name", peer_name, "mtu",
             &mtu, "netns", peer_ns,

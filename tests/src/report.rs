@@ -102,18 +102,69 @@ pub fn next_steps(lab: &str, first_pod: Option<(&str, &str)>, first_node: &str) 
         bpf_maps::MAP_LAYOUT_VERSION,
         bpf_maps::map_names::ROUTES,
     );
+    let _ = writeln!(
+        out,
+        "  cargo xtask lab exec{flag} fabric -- tcpdump -nn -v -i br0"
+    );
     let _ = writeln!(out, "  cargo xtask lab down{flag}");
     out
 }
 
-/// The status as two readable tables.
+/// Which pods reach the external host, one line each.
+pub fn format_external(external_ip: &str, results: &[(String, bool)]) -> String {
+    let mut out = format!("external host {external_ip} (needs natOutgoing):\n");
+    for (pod, replied) in results {
+        let mark = if *replied { "✓" } else { "✗" };
+        let _ = writeln!(out, "  {pod} → {external_ip} {mark}");
+    }
+    out
+}
+
+/// The status as readable tables: the lab's modes, router and external host, nodes, pods.
 pub fn format_status(status: &LabStatus) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "lab {}", status.name);
+    let mode = if status.cross_subnet {
+        " (CrossSubnet)"
+    } else {
+        ""
+    };
     let _ = writeln!(
         out,
-        "  {:<8} {:<12} {:<11} {:<32} NETNS",
-        "NODE", "IP", "AGENT", "PIN ROOT"
+        "lab {}: encap {}{mode}, {} fabric",
+        status.name, status.encap, status.topology
+    );
+    let legs: Vec<String> = status
+        .router
+        .legs
+        .iter()
+        .map(|leg| format!("{} {}", leg.iface, leg.ip))
+        .chain(std::iter::once(format!(
+            "{} {}",
+            status.router.external_iface, status.router.external_ip
+        )))
+        .collect();
+    let _ = writeln!(
+        out,
+        "  router   {} ({})",
+        legs.join(", "),
+        status.router.netns
+    );
+    let _ = writeln!(
+        out,
+        "  external {} via {} ({})",
+        status.external.ip, status.external.gateway, status.external.netns
+    );
+    let pin_width = status
+        .nodes
+        .iter()
+        .map(|n| n.pin_root.display().to_string().chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(32);
+    let _ = writeln!(
+        out,
+        "  {:<8} {:<12} {:<4} {:<11} {:<pin_width$} NETNS",
+        "NODE", "IP", "SEG", "AGENT", "PIN ROOT"
     );
     for node in &status.nodes {
         let agent = match (node.agent_pid, node.agent_running) {
@@ -123,9 +174,10 @@ pub fn format_status(status: &LabStatus) -> String {
         };
         let _ = writeln!(
             out,
-            "  {:<8} {:<12} {:<11} {:<32} {}",
+            "  {:<8} {:<12} {:<4} {:<11} {:<pin_width$} {}",
             node.name,
-            node.ip,
+            node.ip.to_string(),
+            format!("br{}", node.segment),
             agent,
             node.pin_root.display().to_string(),
             node.netns
@@ -133,14 +185,20 @@ pub fn format_status(status: &LabStatus) -> String {
     }
     let _ = writeln!(
         out,
-        "  {:<10} {:<8} {:<12} {:<16} {:<18} NETNS",
-        "POD", "NODE", "IP", "HOST IFACE", "MAC"
+        "  {:<10} {:<8} {:<12} {:<16} {:<18} {:<5} NETNS",
+        "POD", "NODE", "IP", "HOST IFACE", "MAC", "MTU"
     );
     for pod in &status.pods {
         let _ = writeln!(
             out,
-            "  {:<10} {:<8} {:<12} {:<16} {:<18} {}",
-            pod.name, pod.node, pod.ip, pod.host_iface, pod.mac, pod.netns
+            "  {:<10} {:<8} {:<12} {:<16} {:<18} {:<5} {}",
+            pod.name,
+            pod.node,
+            pod.ip.to_string(),
+            pod.host_iface,
+            pod.mac,
+            pod.mtu,
+            pod.netns
         );
     }
     out
@@ -163,10 +221,75 @@ mod tests {
     }
 
     #[test]
+    fn status_shows_modes_router_segments_and_mtu() {
+        use crate::lab::NodeStatus;
+        use crate::spec::{Encap, LabSpec, Topology};
+        let spec = LabSpec::new("x", 2, 1)
+            .with_encap(Encap::Vxlan)
+            .with_cross_subnet(true)
+            .with_topology(Topology::Routed);
+        let (nodes, pods) = spec.plan();
+        let status = LabStatus {
+            name: spec.name.clone(),
+            encap: spec.encap,
+            cross_subnet: spec.cross_subnet,
+            topology: spec.topology,
+            router: spec.router(),
+            external: spec.external(),
+            nodes: nodes
+                .iter()
+                .map(|n| NodeStatus {
+                    name: n.name.clone(),
+                    netns: n.netns.clone(),
+                    ip: n.ip,
+                    segment: n.segment,
+                    agent_pid: None,
+                    agent_running: false,
+                    pin_root: n.pin_root.clone(),
+                })
+                .collect(),
+            pods,
+        };
+        let text = format_status(&status);
+        assert!(
+            text.starts_with("lab x: encap vxlan (CrossSubnet), routed fabric\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("r0 10.99.0.1, r1 10.99.1.1, ext0 203.0.113.1"),
+            "{text}"
+        );
+        assert!(text.contains("203.0.113.10 via 203.0.113.1"), "{text}");
+        assert!(text.contains("10.99.1.12   br1"), "{text}");
+        assert!(text.contains(" 1450 "), "{text}");
+        let json = serde_json::to_value(&status).expect("serializable");
+        assert_eq!(json["encap"], "vxlan");
+        assert_eq!(json["cross_subnet"], true);
+        assert_eq!(json["topology"], "routed");
+        assert_eq!(json["router"]["legs"][1]["ip"], "10.99.1.1");
+        assert_eq!(json["external"]["ip"], "203.0.113.10");
+        assert_eq!(json["nodes"][1]["segment"], 1);
+    }
+
+    #[test]
+    fn external_lines_mark_each_pod() {
+        let text = format_external(
+            "203.0.113.10",
+            &[("a".to_owned(), true), ("b".to_owned(), false)],
+        );
+        assert!(text.contains("a → 203.0.113.10 ✓"), "{text}");
+        assert!(text.contains("b → 203.0.113.10 ✗"), "{text}");
+    }
+
+    #[test]
     fn next_steps_name_non_default_labs() {
         assert!(next_steps("lab", None, "node-0").contains("lab down\n"));
         let text = next_steps("x", Some(("pod-0-0", "10.65.0.11")), "node-0");
         assert!(text.contains("lab exec --name x pod-0-0 -- ping 10.65.0.11"));
-        assert!(text.contains("/sys/fs/bpf/tortie/x/node-0/maps/v1/TORTIE_ROUTES"));
+        let pin = format!(
+            "/sys/fs/bpf/tortie/x/node-0/maps/v{}/TORTIE_ROUTES",
+            bpf_maps::MAP_LAYOUT_VERSION
+        );
+        assert!(text.contains(&pin), "{text}");
     }
 }

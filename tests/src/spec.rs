@@ -1,10 +1,19 @@
 //! What a lab consists of and what everything in it is called. Pure functions, no I/O.
 //!
 //! ```text
-//! tortie-<lab>-fabric          bridge br0, one port veth-n<i> per node
-//! tortie-<lab>-node-<i>        eth0 10.99.0.<11+i>/24, pods' block 10.65.<i>.0/26
-//! tortie-<lab>-<ns>-<pod>      eth0 10.65.<i>.<10+j>/32, default via 169.254.1.1
+//! tortie-<lab>-fabric          bridge br0 (segment 0, 10.99.0.0/24); for `routed` also br1
+//!                              (segment 1, 10.99.1.0/24); one port veth-n<i> per node,
+//!                              veth-r<s> per router leg
+//! tortie-<lab>-router          r<s> 10.99.<s>.1/24 on br<s>, ext0 203.0.113.1/24; forwards
+//! tortie-<lab>-ext             eth0 203.0.113.10/24, default via 203.0.113.1 (TEST-NET-3)
+//! tortie-<lab>-node-<i>        eth0 10.99.<s>.<11+i>/24 (s = i % 2 when routed, else 0),
+//!                              default via 10.99.<s>.1, pods' block 10.65.<i>.0/26
+//! tortie-<lab>-<ns>-<pod>      eth0 10.65.<i>.<10+j>/32, default via 169.254.1.1,
+//!                              MTU 1500 minus the encapsulation overhead
 //! ```
+//!
+//! The router and the external host have no route to the pod pool 10.65.0.0/16: a pod reaches
+//! the external host only if its node source-NATs the traffic (the pool's `natOutgoing`).
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -13,11 +22,13 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 
+pub use crate::modes::{Encap, EncapMode, Topology};
+
 /// Lab name used when none is given.
 pub const DEFAULT_LAB_NAME: &str = "lab";
 /// Every network namespace the lab creates starts with this.
 pub const NETNS_PREFIX: &str = "tortie-";
-/// The bridge in the fabric namespace that connects the nodes.
+/// The bridge of fabric segment 0, in the fabric namespace.
 pub const FABRIC_BRIDGE: &str = "br0";
 /// A node's interface towards the fabric (the agent's `--uplink`).
 pub const NODE_UPLINK: &str = "eth0";
@@ -29,12 +40,35 @@ pub const HOST_SIDE_MAC: &str = "ee:ee:ee:ee:ee:ee";
 pub const WORKLOAD_GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
 /// Kubernetes namespace of the lab's pods.
 pub const POD_NAMESPACE: &str = "default";
-/// MTU of every lab interface.
+/// MTU of the fabric: uplinks, bridges, router and external host. Pod interfaces get this
+/// minus the encapsulation overhead ([`Encap::overhead_bytes`]).
 pub const MTU: u32 = 1500;
-/// Prefix length of the fabric subnet 10.99.0.0/24.
+/// Prefix length of each fabric segment 10.99.<s>.0/24.
 pub const FABRIC_PREFIX_LEN: u8 = 24;
-/// Nodes get 10.99.0.11 upwards; the limit keeps them inside the /24.
+/// Nodes get 10.99.<s>.11 upwards; the limit keeps them inside the /24.
 pub const MAX_NODES: usize = 240;
+/// The IP pool every pod address comes from.
+pub const POD_POOL_CIDR: &str = "10.65.0.0/16";
+/// Name of the lab's IP pool, Calico's default.
+pub const POD_POOL_NAME: &str = "default-ipv4-ippool";
+/// VXLAN network identifier, Calico's default.
+pub const VXLAN_VNI: u32 = 4096;
+/// VXLAN UDP port, Calico's default (the IANA port, which tcpdump decodes as VXLAN).
+pub const VXLAN_PORT: u16 = 4789;
+/// `exec` target and namespace suffix of the router between the segments and the outside.
+pub const ROUTER_TARGET: &str = "router";
+/// `exec` target and namespace suffix of the external host.
+pub const EXTERNAL_TARGET: &str = "ext";
+/// The router's leg towards the external host.
+pub const ROUTER_EXTERNAL_IFACE: &str = "ext0";
+/// The router's address on the external link (TEST-NET-3).
+pub const EXTERNAL_GATEWAY: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+/// The external host's address (TEST-NET-3): what natOutgoing traffic goes to.
+pub const EXTERNAL_HOST_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+/// Prefix length of the external link 203.0.113.0/24.
+pub const EXTERNAL_PREFIX_LEN: u8 = 24;
+/// The external host's interface towards the router.
+pub const EXTERNAL_IFACE: &str = "eth0";
 /// Pods get .10 upwards inside their node's /26.
 pub const MAX_PODS_PER_NODE: usize = 50;
 /// Lab names stay short so that namespace names stay readable.
@@ -65,9 +99,23 @@ pub enum SpecError {
         /// The rejected count.
         pods: usize,
     },
+    /// `CrossSubnet` only chooses when to encapsulate, so it needs an encapsulation.
+    #[error("--cross-subnet needs an encapsulation: add --encap ipip or --encap vxlan")]
+    CrossSubnetWithoutEncap,
+    /// An unknown value for one of the lab's enumerations.
+    #[error("{value:?} is not a valid {what}; use one of: {expected}")]
+    UnknownValue {
+        /// What was being parsed (`encapsulation`, `topology`).
+        what: &'static str,
+        /// The rejected value.
+        value: String,
+        /// The accepted values.
+        expected: &'static str,
+    },
 }
 
-/// The shape of a lab: its name, how many nodes, how many pods on each.
+/// The shape of a lab: its name, how many nodes, how many pods on each, how pod traffic
+/// crosses between nodes and how the fabric is laid out.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LabSpec {
     /// Lab name; part of every namespace, pin and state path of the lab.
@@ -76,16 +124,63 @@ pub struct LabSpec {
     pub nodes: usize,
     /// Pods on each node (`pod-<node>-<j>`).
     pub pods_per_node: usize,
+    /// The pool's encapsulation.
+    pub encap: Encap,
+    /// Encapsulate only between subnets (pool mode `CrossSubnet` instead of `Always`).
+    pub cross_subnet: bool,
+    /// One segment or two joined by the router.
+    pub topology: Topology,
 }
 
 impl LabSpec {
-    /// A spec; check it with [`LabSpec::validate`] (done by `Lab::up`).
+    /// A flat lab without encapsulation; check it with [`LabSpec::validate`] (done by `Lab::up`).
     pub fn new(name: impl Into<String>, nodes: usize, pods_per_node: usize) -> Self {
         Self {
             name: name.into(),
             nodes,
             pods_per_node,
+            encap: Encap::None,
+            cross_subnet: false,
+            topology: Topology::Flat,
         }
+    }
+
+    /// The same spec with encapsulation `encap`.
+    pub fn with_encap(mut self, encap: Encap) -> Self {
+        self.encap = encap;
+        self
+    }
+
+    /// The same spec with pool mode `CrossSubnet` (`true`) or `Always` (`false`).
+    pub fn with_cross_subnet(mut self, cross_subnet: bool) -> Self {
+        self.cross_subnet = cross_subnet;
+        self
+    }
+
+    /// The same spec with fabric layout `topology`.
+    pub fn with_topology(mut self, topology: Topology) -> Self {
+        self.topology = topology;
+        self
+    }
+
+    /// The pool's `(ipipMode, vxlanMode)`.
+    pub fn pool_modes(&self) -> (EncapMode, EncapMode) {
+        let on = if self.cross_subnet {
+            EncapMode::CrossSubnet
+        } else {
+            EncapMode::Always
+        };
+        match self.encap {
+            Encap::None => (EncapMode::Never, EncapMode::Never),
+            Encap::Ipip => (on, EncapMode::Never),
+            Encap::Vxlan => (EncapMode::Never, on),
+        }
+    }
+
+    /// MTU of pod interfaces (both ends of the veth): the fabric's minus the encapsulation
+    /// overhead, so that an encapsulated full-size pod packet still fits on the fabric.
+    pub fn pod_mtu(&self) -> u32 {
+        MTU - self.encap.overhead_bytes()
     }
 
     /// Checks the name and the counts against what the address plan can hold.
@@ -99,19 +194,33 @@ impl LabSpec {
                 pods: self.pods_per_node,
             });
         }
+        if self.cross_subnet && self.encap == Encap::None {
+            return Err(SpecError::CrossSubnetWithoutEncap);
+        }
         Ok(())
     }
 
     /// Every node and pod of the lab with its names and addresses (agents not started).
     pub fn plan(&self) -> (Vec<Node>, Vec<Pod>) {
         let nodes: Vec<Node> = (0..self.nodes)
-            .map(|i| Node::planned(&self.name, i))
+            .map(|i| Node::planned(&self.name, i, self.topology.segment_of(i)))
             .collect();
+        let mtu = self.pod_mtu();
         let pods = (0..self.nodes)
             .flat_map(|i| (0..self.pods_per_node).map(move |j| (i, j)))
-            .map(|(i, j)| Pod::planned(&self.name, i, j))
+            .map(|(i, j)| Pod::planned(&self.name, i, j, mtu))
             .collect();
         (nodes, pods)
+    }
+
+    /// The router joining the segments and the external link.
+    pub fn router(&self) -> Router {
+        Router::planned(&self.name, self.topology)
+    }
+
+    /// The external host behind the router.
+    pub fn external(&self) -> ExternalHost {
+        ExternalHost::planned(&self.name)
     }
 }
 
@@ -150,7 +259,11 @@ pub struct Node {
     pub netns: String,
     /// Address of the uplink `eth0` on the fabric (/24).
     pub ip: Ipv4Addr,
-    /// The fabric side of the node's uplink veth, a port of `br0`.
+    /// The fabric segment the node is on (`10.99.<segment>.0/24`, bridge `br<segment>`).
+    pub segment: u8,
+    /// The router's address on the node's segment: the node's default gateway.
+    pub gateway: Ipv4Addr,
+    /// The fabric side of the node's uplink veth, a port of `br<segment>`.
     pub fabric_port: String,
     /// The node's pod block, `10.65.<i>.0/26`.
     pub pod_block: String,
@@ -158,6 +271,8 @@ pub struct Node {
     pub pin_root: PathBuf,
     /// The agent's `--endpoints-file`.
     pub endpoints_file: PathBuf,
+    /// The agent's `--cluster-file` (one file shared by every node of the lab).
+    pub cluster_file: PathBuf,
     /// The agent's `--ready-file`.
     pub ready_file: PathBuf,
     /// Where the agent's stdout and stderr are appended.
@@ -167,22 +282,35 @@ pub struct Node {
 }
 
 impl Node {
-    fn planned(lab: &str, index: usize) -> Self {
+    fn planned(lab: &str, index: usize, segment: u8) -> Self {
         let name = node_name(index);
         let dir = state_dir(lab);
         Self {
             netns: node_netns(lab, &name),
-            ip: node_ip(index),
+            ip: node_ip(segment, index),
+            segment,
+            gateway: segment_gateway(segment),
             fabric_port: format!("veth-n{index}"),
             pod_block: pod_block(index),
             pin_root: pin_root(lab, &name),
             endpoints_file: dir.join(format!("{name}.endpoints.json")),
+            cluster_file: cluster_file(lab),
             ready_file: dir.join(format!("{name}.ready")),
             log_file: dir.join(format!("{name}.agent.log")),
             agent_pid: None,
             name,
             index,
         }
+    }
+
+    /// The bridge of the node's segment in the fabric namespace.
+    pub fn bridge(&self) -> String {
+        segment_bridge(self.segment)
+    }
+
+    /// `10.99.<s>.<11+i>/24`, the uplink address with its prefix.
+    pub fn cidr(&self) -> String {
+        format!("{}/{FABRIC_PREFIX_LEN}", self.ip)
     }
 }
 
@@ -205,10 +333,12 @@ pub struct Pod {
     pub host_iface: String,
     /// MAC of the pod's `eth0`.
     pub mac: String,
+    /// MTU of both ends of the pod's veth.
+    pub mtu: u32,
 }
 
 impl Pod {
-    fn planned(lab: &str, node_index: usize, pod_index: usize) -> Self {
+    fn planned(lab: &str, node_index: usize, pod_index: usize, mtu: u32) -> Self {
         let name = pod_name(node_index, pod_index);
         let ip = pod_ip(node_index, pod_index);
         Self {
@@ -219,7 +349,77 @@ impl Pod {
             ip,
             host_iface: cali_iface_name(POD_NAMESPACE, &name),
             mac: pod_mac(ip),
+            mtu,
             name,
+        }
+    }
+}
+
+/// The router: one leg per fabric segment and one towards the external host. It forwards
+/// (`ip_forward=1`) but knows no route to the pod pool.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Router {
+    /// `tortie-<lab>-router`.
+    pub netns: String,
+    /// One leg per segment, in segment order.
+    pub legs: Vec<RouterLeg>,
+    /// The leg towards the external host ([`ROUTER_EXTERNAL_IFACE`]).
+    pub external_iface: String,
+    /// Its address, [`EXTERNAL_GATEWAY`]/24.
+    pub external_ip: Ipv4Addr,
+}
+
+/// A router leg on a fabric segment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouterLeg {
+    /// The segment (`br<segment>`).
+    pub segment: u8,
+    /// Interface name in the router namespace, `r<segment>`.
+    pub iface: String,
+    /// `10.99.<segment>.1`, the gateway of the segment's nodes.
+    pub ip: Ipv4Addr,
+    /// The fabric side of the leg's veth, `veth-r<segment>`, a port of `br<segment>`.
+    pub fabric_port: String,
+}
+
+impl Router {
+    fn planned(lab: &str, topology: Topology) -> Self {
+        Self {
+            netns: router_netns(lab),
+            legs: (0..topology.segments())
+                .map(|segment| RouterLeg {
+                    segment,
+                    iface: format!("r{segment}"),
+                    ip: segment_gateway(segment),
+                    fabric_port: format!("veth-r{segment}"),
+                })
+                .collect(),
+            external_iface: ROUTER_EXTERNAL_IFACE.to_owned(),
+            external_ip: EXTERNAL_GATEWAY,
+        }
+    }
+}
+
+/// A host outside the cluster, behind the router, on TEST-NET-3.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalHost {
+    /// `tortie-<lab>-ext`.
+    pub netns: String,
+    /// Its interface towards the router, [`EXTERNAL_IFACE`].
+    pub iface: String,
+    /// [`EXTERNAL_HOST_IP`]/24.
+    pub ip: Ipv4Addr,
+    /// Its default gateway, the router's [`EXTERNAL_GATEWAY`].
+    pub gateway: Ipv4Addr,
+}
+
+impl ExternalHost {
+    fn planned(lab: &str) -> Self {
+        Self {
+            netns: external_netns(lab),
+            iface: EXTERNAL_IFACE.to_owned(),
+            ip: EXTERNAL_HOST_IP,
+            gateway: EXTERNAL_GATEWAY,
         }
     }
 }
@@ -232,6 +432,16 @@ pub fn netns_prefix(lab: &str) -> String {
 /// The namespace holding the fabric bridge.
 pub fn fabric_netns(lab: &str) -> String {
     format!("{}fabric", netns_prefix(lab))
+}
+
+/// The namespace of the router.
+pub fn router_netns(lab: &str) -> String {
+    format!("{}{ROUTER_TARGET}", netns_prefix(lab))
+}
+
+/// The namespace of the external host.
+pub fn external_netns(lab: &str) -> String {
+    format!("{}{EXTERNAL_TARGET}", netns_prefix(lab))
 }
 
 /// The namespace of a node.
@@ -254,9 +464,19 @@ pub fn pod_name(node_index: usize, pod_index: usize) -> String {
     format!("pod-{node_index}-{pod_index}")
 }
 
-/// `10.99.0.<11+i>`. Callers keep `index < MAX_NODES`.
-pub fn node_ip(index: usize) -> Ipv4Addr {
-    Ipv4Addr::new(10, 99, 0, octet(11 + index))
+/// `10.99.<segment>.<11+i>`. Callers keep `index < MAX_NODES`.
+pub fn node_ip(segment: u8, index: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 99, segment, octet(11 + index))
+}
+
+/// `10.99.<segment>.1`, the router on a segment.
+pub fn segment_gateway(segment: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 99, segment, 1)
+}
+
+/// `br<segment>`, the segment's bridge in the fabric namespace.
+pub fn segment_bridge(segment: u8) -> String {
+    format!("br{segment}")
 }
 
 /// `10.65.<i>.0/26`.
@@ -269,7 +489,7 @@ pub fn pod_ip(node_index: usize, pod_index: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, 65, octet(node_index), octet(10 + pod_index))
 }
 
-fn octet(value: usize) -> u8 {
+pub(crate) fn octet(value: usize) -> u8 {
     u8::try_from(value).unwrap_or(u8::MAX)
 }
 
@@ -302,6 +522,11 @@ pub fn state_dir(lab: &str) -> PathBuf {
     PathBuf::from(STATE_ROOT).join(lab)
 }
 
+/// `/run/tortie/labs/<lab>/cluster.json`, the agents' `--cluster-file`.
+pub fn cluster_file(lab: &str) -> PathBuf {
+    state_dir(lab).join("cluster.json")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,6 +536,10 @@ mod tests {
         let (nodes, pods) = LabSpec::new("lab", 2, 2).plan();
         assert_eq!(nodes[1].netns, "tortie-lab-node-1");
         assert_eq!(nodes[1].ip, Ipv4Addr::new(10, 99, 0, 12));
+        assert_eq!(nodes[1].segment, 0);
+        assert_eq!(nodes[1].gateway, Ipv4Addr::new(10, 99, 0, 1));
+        assert_eq!(nodes[1].bridge(), "br0");
+        assert_eq!(nodes[1].cidr(), "10.99.0.12/24");
         assert_eq!(nodes[1].fabric_port, "veth-n1");
         assert_eq!(
             nodes[1].pin_root,
@@ -323,6 +552,66 @@ mod tests {
         assert_eq!(pods[3].mac, "02:54:0a:41:01:0b");
         assert_eq!(pods[3].node, "node-1");
         assert_eq!(pods[3].labels["app"], "pod-1-1");
+        assert_eq!(pods[3].mtu, 1500);
+    }
+
+    #[test]
+    fn routed_labs_alternate_segments() {
+        let spec = LabSpec::new("lab", 3, 1).with_topology(Topology::Routed);
+        let (nodes, _) = spec.plan();
+        let placed: Vec<_> = nodes.iter().map(|n| (n.segment, n.ip, n.gateway)).collect();
+        assert_eq!(
+            placed,
+            [
+                (0, Ipv4Addr::new(10, 99, 0, 11), Ipv4Addr::new(10, 99, 0, 1)),
+                (1, Ipv4Addr::new(10, 99, 1, 12), Ipv4Addr::new(10, 99, 1, 1)),
+                (0, Ipv4Addr::new(10, 99, 0, 13), Ipv4Addr::new(10, 99, 0, 1)),
+            ]
+        );
+        assert_eq!(nodes[1].bridge(), "br1");
+        let router = spec.router();
+        assert_eq!(router.netns, "tortie-lab-router");
+        let legs: Vec<_> = router
+            .legs
+            .iter()
+            .map(|l| (l.iface.as_str(), l.ip))
+            .collect();
+        assert_eq!(
+            legs,
+            [
+                ("r0", Ipv4Addr::new(10, 99, 0, 1)),
+                ("r1", Ipv4Addr::new(10, 99, 1, 1))
+            ]
+        );
+        assert_eq!(LabSpec::new("lab", 3, 1).router().legs.len(), 1);
+        assert_eq!(spec.external().netns, "tortie-lab-ext");
+        assert_eq!(spec.external().ip, Ipv4Addr::new(203, 0, 113, 10));
+    }
+
+    #[test]
+    fn pod_mtu_leaves_room_for_the_encapsulation() {
+        let spec = |encap| LabSpec::new("lab", 1, 1).with_encap(encap);
+        assert_eq!(spec(Encap::None).pod_mtu(), 1500);
+        assert_eq!(spec(Encap::Ipip).pod_mtu(), 1480);
+        assert_eq!(spec(Encap::Vxlan).pod_mtu(), 1450);
+        assert_eq!(spec(Encap::Vxlan).plan().1[0].mtu, 1450);
+    }
+
+    #[test]
+    fn pool_modes_follow_encap_and_cross_subnet() {
+        use EncapMode::*;
+        let spec = |encap, cross| {
+            LabSpec::new("lab", 1, 1)
+                .with_encap(encap)
+                .with_cross_subnet(cross)
+        };
+        assert_eq!(spec(Encap::None, false).pool_modes(), (Never, Never));
+        assert_eq!(spec(Encap::Ipip, false).pool_modes(), (Always, Never));
+        assert_eq!(spec(Encap::Ipip, true).pool_modes(), (CrossSubnet, Never));
+        assert_eq!(spec(Encap::Vxlan, false).pool_modes(), (Never, Always));
+        assert_eq!(spec(Encap::Vxlan, true).pool_modes(), (Never, CrossSubnet));
+        assert!(spec(Encap::None, true).validate().is_err());
+        assert!(spec(Encap::Ipip, true).validate().is_ok());
     }
 
     #[test]

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::artifacts::Artifacts;
-use crate::spec::{self, Node, Pod, STATE_ROOT};
+use crate::spec::{self, Encap, ExternalHost, Node, Pod, Router, Topology, STATE_ROOT};
 
 /// Bumped when the layout of `state.json` changes incompatibly.
-pub const STATE_VERSION: u32 = 1;
+pub const STATE_VERSION: u32 = 2;
 
 /// Reading or writing lab state failed.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +60,16 @@ pub struct LabState {
     pub name: String,
     /// Agent binary and eBPF object the agents run with.
     pub artifacts: Artifacts,
+    /// The pool's encapsulation.
+    pub encap: Encap,
+    /// Pool mode `CrossSubnet` rather than `Always`.
+    pub cross_subnet: bool,
+    /// The fabric layout.
+    pub topology: Topology,
+    /// The router between the segments and the external link.
+    pub router: Router,
+    /// The external host.
+    pub external: ExternalHost,
     /// The nodes, in index order.
     pub nodes: Vec<Node>,
     /// The pods, node-major.
@@ -74,9 +84,26 @@ impl LabState {
             version: STATE_VERSION,
             name: spec.name.clone(),
             artifacts: artifacts.clone(),
+            encap: spec.encap,
+            cross_subnet: spec.cross_subnet,
+            topology: spec.topology,
+            router: spec.router(),
+            external: spec.external(),
             nodes,
             pods,
         }
+    }
+
+    /// The spec the lab was built from.
+    pub fn spec(&self) -> spec::LabSpec {
+        let pods_per_node = match self.nodes.first() {
+            Some(first) => self.pods.iter().filter(|p| p.node == first.name).count(),
+            None => 0,
+        };
+        spec::LabSpec::new(self.name.clone(), self.nodes.len(), pods_per_node)
+            .with_encap(self.encap)
+            .with_cross_subnet(self.cross_subnet)
+            .with_topology(self.topology)
     }
 
     /// The state of lab `name`, or `None` if it has no state file.

@@ -157,9 +157,14 @@ fn lab_namespaces(name: &str, state: Option<&LabState>) -> Result<Vec<String>> {
         .into_iter()
         .collect();
     if let Some(state) = state {
-        let recorded = std::iter::once(spec::fabric_netns(name))
-            .chain(state.nodes.iter().map(|n| n.netns.clone()))
-            .chain(state.pods.iter().map(|p| p.netns.clone()));
+        let recorded = [
+            spec::fabric_netns(name),
+            state.router.netns.clone(),
+            state.external.netns.clone(),
+        ]
+        .into_iter()
+        .chain(state.nodes.iter().map(|n| n.netns.clone()))
+        .chain(state.pods.iter().map(|p| p.netns.clone()));
         owned.extend(recorded.filter(|ns| existing.contains(ns)));
     }
     Ok(owned.into_iter().collect())

@@ -5,17 +5,13 @@
 //! Nodes run with `net.ipv4.ip_forward=0`, so any packet that crosses from one pod to another
 //! was forwarded by the programs. Needs root; skipped otherwise (fails under CI).
 
-use std::io::Write;
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use tortie_lab::harness::{self, KillOnDrop};
+use tortie_lab::traffic::{self, IPERF_PORT};
 use tortie_lab::{cali_iface_name, spec, Artifacts, Lab, LabGuard, LabSpec, Signal};
-
-const IPERF_PORT: &str = "5201";
-const UDP_ECHO_PORT: &str = "5300";
 
 fn artifacts() -> Artifacts {
     Artifacts::from_env_or_target().unwrap_or_else(|err| panic!("{err}"))
@@ -28,28 +24,17 @@ fn lab_up(short: &str, nodes: usize, pods_per_node: usize) -> LabGuard {
     LabGuard::up(&spec, &artifacts()).unwrap_or_else(|err| panic!("lab up failed: {err:#}"))
 }
 
+/// Unwraps with the whole error chain in the panic message.
+fn ok<T>(result: anyhow::Result<T>) -> T {
+    result.unwrap_or_else(|err| panic!("{err:#}"))
+}
+
 fn exec(lab: &Lab, target: &str, cmd: &[&str]) -> Output {
-    lab.exec(target, cmd)
-        .unwrap_or_else(|err| panic!("{err:#}"))
+    ok(lab.exec(target, cmd))
 }
 
-fn assert_success(out: &Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn ping(lab: &Lab, from: &str, to: &str, count: &str) {
-    let out = exec(
-        lab,
-        from,
-        &["ping", "-c", count, "-i", "0.2", "-W", "2", to],
-    );
-    assert_success(&out, &format!("ping {from} → {to}"));
+fn ping(lab: &Lab, from: &str, to: &str, count: u32) {
+    ok(traffic::ping(lab, from, to, count, &[]));
 }
 
 fn pod_ip(lab: &Lab, pod: &str) -> String {
@@ -72,34 +57,6 @@ fn agent_log_tail(lab: &Lab, node: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Starts `iperf3 -s -1` in `pod` and returns once it listens.
-fn iperf_server(lab: &Lab, pod: &str) -> KillOnDrop {
-    let server = lab
-        .spawn(pod, &["iperf3", "-s", "-1", "-p", IPERF_PORT])
-        .unwrap_or_else(|err| panic!("{err:#}"));
-    let server = KillOnDrop::new(server);
-    let filter = format!("sport = :{IPERF_PORT}");
-    harness::wait_for_output(lab, pod, &["ss", "-Hltn", &filter], Duration::from_secs(10))
-        .unwrap_or_else(|err| panic!("iperf3 server in {pod} did not start: {err:#}"));
-    server
-}
-
-fn parse_iperf_json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
-        panic!(
-            "iperf3 -J printed no JSON ({err}):\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
-fn received_bytes(report: &Value) -> u64 {
-    report["end"]["sum_received"]["bytes"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("iperf3 JSON lacks end.sum_received.bytes: {report}"))
-}
-
 #[test]
 fn pods_on_one_node_exchange_icmp_tcp_udp() {
     if harness::skip_unless_root("pods_on_one_node_exchange_icmp_tcp_udp") {
@@ -111,69 +68,32 @@ fn pods_on_one_node_exchange_icmp_tcp_udp() {
 
     // The kernel cannot be the one forwarding.
     let forward = exec(&lab, "node-0", &["cat", "/proc/sys/net/ipv4/ip_forward"]);
-    assert_success(&forward, "reading ip_forward in node-0");
+    ok(traffic::check_success(
+        "reading ip_forward in node-0",
+        &forward,
+    ));
     assert_eq!(String::from_utf8_lossy(&forward.stdout).trim(), "0");
 
     // ICMP, both ways.
-    ping(&lab, a, &ip_b, "3");
-    ping(&lab, b, &ip_a, "3");
+    ping(&lab, a, &ip_b, 3);
+    ping(&lab, b, &ip_a, 3);
 
-    // TCP: a short iperf3 stream from A to B.
-    let server = iperf_server(&lab, b);
-    let client = exec(
-        &lab,
-        a,
-        &["iperf3", "-c", &ip_b, "-p", IPERF_PORT, "-t", "2", "-J"],
-    );
-    assert_success(&client, "iperf3 client A → B");
-    let report = parse_iperf_json(&client);
-    assert!(
-        received_bytes(&report) > 0,
-        "no TCP bytes arrived: {report}"
-    );
-    let server_out = server
-        .wait_output(Duration::from_secs(10))
-        .unwrap_or_else(|err| panic!("iperf3 server: {err:#}"));
-    assert_success(&server_out, "iperf3 server in B");
+    // TCP: a short iperf3 stream from A to B; both ends exit 0.
+    let bytes = ok(traffic::tcp_stream(&lab, a, b, &ip_b, 2, &[]));
+    assert!(bytes > 0, "no TCP bytes arrived");
 
     // UDP: one datagram to an echo server in B comes back unchanged.
-    let listen = format!("UDP4-RECVFROM:{UDP_ECHO_PORT}");
-    let echo = lab
-        .spawn(b, &["socat", "-T", "10", &listen, "EXEC:cat"])
-        .unwrap_or_else(|err| panic!("{err:#}"));
-    let _echo = KillOnDrop::new(echo);
-    let filter = format!("sport = :{UDP_ECHO_PORT}");
-    harness::wait_for_output(&lab, b, &["ss", "-Hlun", &filter], Duration::from_secs(10))
-        .unwrap_or_else(|err| panic!("UDP echo server in B did not start: {err:#}"));
-    let payload = b"tortie udp round trip\n";
-    let peer = format!("UDP4:{ip_b}:{UDP_ECHO_PORT}");
-    let mut client = lab
-        .command(a, &["socat", "-t", "3", "-T", "5", "-", &peer])
-        .unwrap_or_else(|err| panic!("{err:#}"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting socat in pod A");
-    client
-        .stdin
-        .take()
-        .expect("piped stdin")
-        .write_all(payload)
-        .expect("writing the UDP payload to socat");
-    let reply = KillOnDrop::new(client)
-        .wait_output(Duration::from_secs(15))
-        .unwrap_or_else(|err| panic!("UDP client: {err:#}"));
-    assert_success(&reply, "socat UDP client A → B");
-    assert_eq!(
-        String::from_utf8_lossy(&reply.stdout),
-        String::from_utf8_lossy(payload),
-        "the UDP echo did not come back unchanged"
-    );
+    ok(traffic::udp_echo(
+        &lab,
+        a,
+        b,
+        &ip_b,
+        b"tortie udp round trip\n",
+    ));
 
     // Host ↔ pod: the node reaches its pod and the pod reaches the node.
-    ping(&lab, "node-0", &ip_a, "3");
-    ping(&lab, a, &node_ip(&lab, "node-0"), "3");
+    ping(&lab, "node-0", &ip_a, 3);
+    ping(&lab, a, &node_ip(&lab, "node-0"), 3);
 }
 
 #[test]
@@ -185,17 +105,15 @@ fn agent_sigkill_and_restart_keeps_tcp_stream() {
     let (a, b) = ("pod-0-0", "pod-0-1");
     let (ip_a, ip_b) = (pod_ip(&lab, a), pod_ip(&lab, b));
 
-    let server = iperf_server(&lab, b);
+    let port = IPERF_PORT.to_string();
+    let server = ok(traffic::iperf3_server(&lab, b));
     let client_started = Instant::now();
-    let client = lab
-        .spawn(
-            a,
-            &[
-                "iperf3", "-c", &ip_b, "-p", IPERF_PORT, "-t", "8", "-i", "1", "-J",
-            ],
-        )
-        .unwrap_or_else(|err| panic!("{err:#}"));
-    let client = KillOnDrop::new(client);
+    let client = KillOnDrop::new(ok(lab.spawn(
+        a,
+        &[
+            "iperf3", "-c", &ip_b, "-p", &port, "-t", "8", "-i", "1", "-J",
+        ],
+    )));
 
     sleep(Duration::from_secs(2));
     let old_pid = lab.node("node-0").and_then(|n| n.agent_pid);
@@ -215,23 +133,19 @@ fn agent_sigkill_and_restart_keeps_tcp_stream() {
     let out = client
         .wait_output(Duration::from_secs(40))
         .unwrap_or_else(|err| panic!("iperf3 client: {err:#}"));
-    assert_success(&out, "iperf3 client across the agent restart");
-    let report = parse_iperf_json(&out);
+    ok(traffic::check_success(
+        "iperf3 client across the agent restart",
+        &out,
+    ));
+    let report = ok(traffic::parse_iperf_json(&out));
     assert!(
-        received_bytes(&report) > 0,
+        ok(traffic::received_bytes(&report)) > 0,
         "no TCP bytes arrived: {report}"
     );
 
     // The client's clock starts after it connected, so an interval whose start (client time)
     // is at or after `restarted_after` (measured from before the spawn) began after the restart.
-    let intervals = report["intervals"]
-        .as_array()
-        .unwrap_or_else(|| panic!("iperf3 JSON lacks intervals: {report}"));
-    let after_restart: Vec<(f64, u64)> = intervals
-        .iter()
-        .filter_map(|i| Some((i["sum"]["start"].as_f64()?, i["sum"]["bytes"].as_u64()?)))
-        .filter(|&(start, _)| start >= restarted_after)
-        .collect();
+    let after_restart = ok(traffic::intervals_from(&report, restarted_after));
     eprintln!("agent ready again {restarted_after:.2} s into the stream; later intervals (start s, bytes): {after_restart:?}");
     assert!(
         !after_restart.is_empty(),
@@ -247,8 +161,8 @@ fn agent_sigkill_and_restart_keeps_tcp_stream() {
     }
     drop(server);
 
-    ping(&lab, a, &ip_b, "3");
-    ping(&lab, b, &ip_a, "3");
+    ping(&lab, a, &ip_b, 3);
+    ping(&lab, b, &ip_a, 3);
 }
 
 #[test]
@@ -274,7 +188,7 @@ fn down_leaves_nothing() {
         .args(["netns", "list"])
         .output()
         .expect("running ip netns list");
-    assert_success(&listed, "ip netns list");
+    ok(traffic::check_success("ip netns list", &listed));
     let left: Vec<String> = String::from_utf8_lossy(&listed.stdout)
         .lines()
         .filter(|line| line.starts_with(&prefix))

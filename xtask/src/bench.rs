@@ -185,8 +185,8 @@ fn dataplane(ipip: &str, vxlan: &str, routes: usize) -> Result<DesiredState> {
         default_gateway: None,
         cluster: Some(&cluster),
     });
-    let filler = desired.routes.len().saturating_sub(0);
-    for i in 0..routes.saturating_sub(filler) as u32 {
+    let filler = routes.saturating_sub(desired.routes.len());
+    for i in 0..filler as u32 {
         // 172.16.0.0/12 holds a million /32s: spread across it so the trie branches.
         let addr = Ipv4Addr::from(0xac10_0000u32 | (i.wrapping_mul(2_654_435_761) & 0x000f_ffff));
         desired.routes.insert(
@@ -216,7 +216,7 @@ struct Figure {
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
     let mid = values.len() / 2;
-    if values.len() % 2 == 0 {
+    if values.len().is_multiple_of(2) {
         (values[mid - 1] + values[mid]) / 2.0
     } else {
         values[mid]

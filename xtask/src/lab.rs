@@ -5,14 +5,14 @@
 use std::os::unix::process::ExitStatusExt;
 
 use anyhow::{bail, Context, Result};
-use clap::Subcommand;
-use tortie_lab::{harness, report, Artifacts, Lab, LabSpec};
+use clap::{Subcommand, ValueEnum};
+use tortie_lab::{harness, report, Artifacts, Encap, Lab, LabSpec, Topology};
 
 /// Lab subcommands.
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
-    /// Build tortie, create the lab, start one agent per node and ping every pod pair.
-    /// A lab of the same name is replaced.
+    /// Build tortie, create the lab, start one agent per node, ping every pod pair and, from
+    /// every pod, the external host 203.0.113.10. A lab of the same name is replaced.
     Up {
         /// Lab name; part of every namespace (`tortie-<name>-…`) and pin path.
         #[arg(long, default_value = "lab")]
@@ -23,6 +23,16 @@ pub enum LabCommand {
         /// Pods on each node.
         #[arg(long, default_value_t = 2)]
         pods_per_node: usize,
+        /// How pod traffic crosses between nodes (the IP pool's ipipMode/vxlanMode).
+        #[arg(long, value_enum, default_value_t = EncapArg::None)]
+        encap: EncapArg,
+        /// Encapsulate only between subnets (pool mode CrossSubnet instead of Always); needs
+        /// --encap ipip or vxlan, and --topology routed to make a difference.
+        #[arg(long)]
+        cross_subnet: bool,
+        /// One fabric segment, or two (10.99.0.0/24 and 10.99.1.0/24) joined by the router.
+        #[arg(long, value_enum, default_value_t = TopologyArg::Flat)]
+        topology: TopologyArg,
     },
     /// Show nodes, agents and pods of a lab.
     Status {
@@ -39,7 +49,7 @@ pub enum LabCommand {
         /// Lab name.
         #[arg(long, default_value = "lab")]
         name: String,
-        /// `node-<i>`, `pod-<i>-<j>` (or `default/pod-<i>-<j>`), or `fabric`.
+        /// `node-<i>`, `pod-<i>-<j>` (or `default/pod-<i>-<j>`), `fabric`, `router` or `ext`.
         target: String,
         /// The command and its arguments, after `--`.
         #[arg(last = true, required = true)]
@@ -53,6 +63,45 @@ pub enum LabCommand {
     },
 }
 
+/// `--encap` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EncapArg {
+    /// Plain IPv4 between nodes.
+    None,
+    /// IP-in-IP (IP protocol 4).
+    Ipip,
+    /// VXLAN (UDP 4789, VNI 4096).
+    Vxlan,
+}
+
+impl From<EncapArg> for Encap {
+    fn from(arg: EncapArg) -> Self {
+        match arg {
+            EncapArg::None => Encap::None,
+            EncapArg::Ipip => Encap::Ipip,
+            EncapArg::Vxlan => Encap::Vxlan,
+        }
+    }
+}
+
+/// `--topology` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TopologyArg {
+    /// Every node on one segment.
+    Flat,
+    /// Two segments joined by the router; node i is on segment i % 2.
+    Routed,
+}
+
+impl From<TopologyArg> for Topology {
+    fn from(arg: TopologyArg) -> Self {
+        match arg {
+            TopologyArg::Flat => Topology::Flat,
+            TopologyArg::Routed => Topology::Routed,
+        }
+    }
+}
+
 /// Runs a lab subcommand. `build` is called only by `up`, to build the agent and the eBPF
 /// object and return their paths. `exec` exits the process with the command's exit code.
 pub fn run(cmd: LabCommand, build: impl FnOnce() -> Result<Artifacts>) -> Result<()> {
@@ -61,7 +110,16 @@ pub fn run(cmd: LabCommand, build: impl FnOnce() -> Result<Artifacts>) -> Result
             name,
             nodes,
             pods_per_node,
-        } => up(&LabSpec::new(name, nodes, pods_per_node), build),
+            encap,
+            cross_subnet,
+            topology,
+        } => {
+            let spec = LabSpec::new(name, nodes, pods_per_node)
+                .with_encap(encap.into())
+                .with_cross_subnet(cross_subnet)
+                .with_topology(topology.into());
+            up(&spec, build)
+        }
         LabCommand::Status { name, json } => status(&name, json),
         LabCommand::Exec { name, target, cmd } => exec(&name, &target, &cmd),
         LabCommand::Down { name } => {
@@ -86,13 +144,18 @@ fn up(spec: &LabSpec, build: impl FnOnce() -> Result<Artifacts>) -> Result<()> {
     let artifacts = build().context("building tortie for the lab")?;
     let lab = Lab::up(spec, &artifacts)?;
 
-    eprintln!("checking connectivity: every pod pings every other pod once");
+    eprintln!("checking connectivity: every pod pings every other pod and the external host once");
     let results = lab.connectivity_matrix();
     let pods: Vec<&str> = lab.pods().iter().map(|p| p.name.as_str()).collect();
     if results.is_empty() {
         println!("fewer than two pods: no pairs to ping");
     } else {
         println!("{}", report::format_matrix(&pods, &results));
+    }
+    let external_ip = lab.external().ip.to_string();
+    let external = lab.external_reachability();
+    if !external.is_empty() {
+        println!("{}", report::format_external(&external_ip, &external));
     }
     let first_pair = lab
         .pods()
@@ -113,6 +176,12 @@ fn up(spec: &LabSpec, build: impl FnOnce() -> Result<Artifacts>) -> Result<()> {
         .iter()
         .filter(|(_, _, ok)| !ok)
         .map(|(from, to, _)| format!("{from} → {to}"))
+        .chain(
+            external
+                .iter()
+                .filter(|(_, ok)| !ok)
+                .map(|(pod, _)| format!("{pod} → {external_ip}")),
+        )
         .collect();
     if !failed.is_empty() {
         const SHOWN: usize = 12;
@@ -121,9 +190,9 @@ fn up(spec: &LabSpec, build: impl FnOnce() -> Result<Artifacts>) -> Result<()> {
             n => format!(" and {n} more"),
         };
         bail!(
-            "{} of {} pod pairs cannot ping: {}{more}. The lab stays up for debugging; agent logs are {}/node-*.agent.log",
+            "{} of {} pings failed: {}{more}. The lab stays up for debugging; agent logs are {}/node-*.agent.log",
             failed.len(),
-            results.len(),
+            results.len() + external.len(),
             failed[..failed.len().min(SHOWN)].join(", "),
             lab.state_dir().display()
         );
