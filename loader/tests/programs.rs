@@ -1,28 +1,18 @@
 //! The eBPF programs run by the kernel on crafted packets (BPF_PROG_TEST_RUN), against private
 //! maps filled through the agent's own calc → sync path. Needs root.
 
-use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf};
+use std::path::PathBuf;
 
 use bpf_maps::{program_names, Counter};
 use tortie::{
-    calc::{desired_state, CalcInputs, HostInterface},
-    model::{parse_cluster, ClusterConfig, LocalEndpoint, MacAddr},
+    model::ClusterConfig,
     packets::{self, checksum, ethernet},
-    sync::test_run::{ProgramRunner, TEST_RUN_IFINDEX},
+    sync::test_run::{fixture, fixture::*, ProgramRunner},
 };
 
 const TC_ACT_OK: i32 = 0;
 const TC_ACT_SHOT: i32 = 2;
 const TC_ACT_REDIRECT: i32 = 7;
-
-const HOST_MAC: [u8; 6] = [0xee; 6];
-const POD_A_MAC: [u8; 6] = [0x02, 0x54, 10, 65, 0, 10];
-const POD_B_MAC: [u8; 6] = [0x02, 0x54, 10, 65, 0, 11];
-const POD_A: [u8; 4] = [10, 65, 0, 10];
-const POD_B: [u8; 4] = [10, 65, 0, 11];
-const NODE_IP: [u8; 4] = [10, 99, 0, 11];
-/// Host-side interface of pod B (it need not exist: redirects are only recorded in test runs).
-const POD_B_IFINDEX: u32 = 77;
 
 fn object() -> Option<PathBuf> {
     if !nix::unistd::geteuid().is_root() {
@@ -48,68 +38,16 @@ fn object() -> Option<PathBuf> {
     Some(path)
 }
 
-fn endpoint(name: &str, iface: &str, ip: [u8; 4], mac: [u8; 6]) -> LocalEndpoint {
-    LocalEndpoint {
-        name: name.into(),
-        namespace: "default".into(),
-        node: "node-0".into(),
-        iface: iface.into(),
-        ipv4: Ipv4Addr::from(ip),
-        mac: MacAddr(mac),
-        labels: BTreeMap::new(),
-    }
-}
-
-/// A runner whose maps hold pod A on the test-run interface and pod B on another.
-/// Uplink of the test node (only recorded as a redirect target).
-const UPLINK_IFINDEX: u32 = 88;
-const UPLINK_MAC: [u8; 6] = [0x02, 0x99, 0, 0, 0, 11];
-const REMOTE_NODE: [u8; 4] = [10, 99, 0, 12];
-const REMOTE_POD: [u8; 4] = [10, 65, 1, 10];
-const EXTERNAL: [u8; 4] = [203, 0, 113, 10];
-
-fn cluster(ipip_mode: &str, vxlan_mode: &str) -> ClusterConfig {
-    parse_cluster(&format!(
-        r#"{{"ipPools":[{{"name":"p","cidr":"10.65.0.0/16","ipipMode":"{ipip_mode}",
-                         "vxlanMode":"{vxlan_mode}","natOutgoing":true}}],
-            "nodes":[{{"name":"node-0","ipv4Address":"10.99.0.11/24","blocks":["10.65.0.0/26"]}},
-                     {{"name":"node-1","ipv4Address":"10.99.0.12/24","blocks":["10.65.1.0/26"],
-                       "vxlanTunnelMACAddr":"66:00:00:00:00:01"}}]}}"#
-    ))
-    .expect("test cluster")
-}
-
-fn host_iface(name: &str, index: u32, mac: [u8; 6]) -> HostInterface {
-    HostInterface {
-        name: name.into(),
-        index,
-        mac: MacAddr(mac),
-    }
-}
-
-/// A runner whose maps hold pod A on the test-run interface, pod B on another, and a second
-/// node with block 10.65.1.0/26 reached as the pool's modes say.
+/// A runner programmed as node-0 of the fixture cluster.
 fn runner_for(cluster: &ClusterConfig) -> Option<ProgramRunner> {
     let mut runner = ProgramRunner::load(&object()?).expect("load programs");
-    let interfaces = [
-        host_iface("cali-a", TEST_RUN_IFINDEX, HOST_MAC),
-        host_iface("cali-b", POD_B_IFINDEX, HOST_MAC),
-        host_iface("eth0", UPLINK_IFINDEX, UPLINK_MAC),
-    ];
-    let desired = desired_state(&CalcInputs {
-        node_name: "node-0",
-        endpoints: &[
-            endpoint("a", "cali-a", POD_A, POD_A_MAC),
-            endpoint("b", "cali-b", POD_B, POD_B_MAC),
-        ],
-        interfaces: &interfaces,
-        uplink: Some("eth0"),
-        uplink_addrs: &["10.99.0.11/24".parse().expect("address")],
-        default_gateway: None,
-        cluster: Some(cluster),
-    });
+    let desired = fixture::desired(cluster).expect("fixture dataplane");
     runner.maps.apply(&desired).expect("program maps");
     Some(runner)
+}
+
+fn cluster(ipip_mode: &str, vxlan_mode: &str) -> ClusterConfig {
+    fixture::cluster(ipip_mode, vxlan_mode).expect("fixture cluster")
 }
 
 fn runner_with_two_pods() -> Option<ProgramRunner> {
@@ -391,18 +329,13 @@ fn vxlan_mode_builds_udp_4789_with_vni_4096() {
         "I flag and VNI 4096"
     );
     let inner_eth = &p[50..64];
-    assert_eq!(&inner_eth[0..6], &[0x66, 0, 0, 0, 0, 1], "remote VTEP MAC");
+    assert_eq!(&inner_eth[0..6], &REMOTE_VTEP_MAC, "remote VTEP MAC");
     assert_eq!(&inner_eth[6..12], &UPLINK_MAC);
     assert_eq!(&p[64 + 12..64 + 20], &[POD_A, REMOTE_POD].concat()[..]);
 }
 
 fn wrap_ipip(outer_src: [u8; 4], inner: &[u8]) -> Vec<u8> {
-    packets::ipip(
-        (UPLINK_MAC, [0x02, 0x99, 0, 0, 0, 12]),
-        outer_src,
-        NODE_IP,
-        inner,
-    )
+    packets::ipip((UPLINK_MAC, PEER_MAC), outer_src, NODE_IP, inner)
 }
 
 #[test]
@@ -454,7 +387,7 @@ fn vxlan_from_a_known_node_is_decapsulated_into_the_pod() {
     };
     let inner = icmp_echo(REMOTE_POD, POD_B, 63);
     let arriving = packets::vxlan(
-        (UPLINK_MAC, [0x02, 0x99, 0, 0, 0, 12]),
+        (UPLINK_MAC, PEER_MAC),
         REMOTE_NODE,
         NODE_IP,
         4789,
@@ -474,7 +407,7 @@ fn vxlan_from_a_known_node_is_decapsulated_into_the_pod() {
     assert_eq!(counter(&runner, Counter::Decapsulated), 1);
 
     let wrong_vni = packets::vxlan(
-        (UPLINK_MAC, [0x02, 0x99, 0, 0, 0, 12]),
+        (UPLINK_MAC, PEER_MAC),
         REMOTE_NODE,
         NODE_IP,
         4789,

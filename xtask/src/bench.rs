@@ -7,7 +7,6 @@
 //! includes a fixed overhead, which the empty program (`floor`) measures and the table shows.
 
 use std::{
-    collections::BTreeMap,
     fmt::Write as _,
     net::Ipv4Addr,
     path::{Path, PathBuf},
@@ -18,26 +17,13 @@ use bpf_maps::{program_names, route_flags, RouteValue};
 use ipnet::Ipv4Net;
 use serde::Serialize;
 use tortie::{
-    calc::{desired_state, CalcInputs, DesiredState, HostInterface},
-    model::{parse_cluster, LocalEndpoint, MacAddr},
+    calc::DesiredState,
     packets,
-    sync::test_run::{ProgramRunner, TEST_RUN_IFINDEX},
+    sync::test_run::{fixture, fixture::*, ProgramRunner},
 };
 
 use crate::build;
 
-const HOST_MAC: [u8; 6] = [0xee; 6];
-const POD_A_MAC: [u8; 6] = [0x02, 0x54, 10, 65, 0, 10];
-const POD_B_MAC: [u8; 6] = [0x02, 0x54, 10, 65, 0, 11];
-const UPLINK_MAC: [u8; 6] = [0x02, 0x99, 0, 0, 0, 11];
-const PEER_MAC: [u8; 6] = [0x02, 0x99, 0, 0, 0, 12];
-const POD_A: [u8; 4] = [10, 65, 0, 10];
-const POD_B: [u8; 4] = [10, 65, 0, 11];
-const NODE_IP: [u8; 4] = [10, 99, 0, 11];
-const REMOTE_NODE: [u8; 4] = [10, 99, 0, 12];
-const REMOTE_POD: [u8; 4] = [10, 65, 1, 10];
-const POD_B_IFINDEX: u32 = 77;
-const UPLINK_IFINDEX: u32 = 88;
 /// The CPU every measurement runs on (the test run executes on the calling CPU).
 const BENCH_CPU: usize = 1;
 
@@ -144,47 +130,10 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-fn endpoint(name: &str, iface: &str, ip: [u8; 4], mac: [u8; 6]) -> LocalEndpoint {
-    LocalEndpoint {
-        name: name.into(),
-        namespace: "default".into(),
-        node: "node-0".into(),
-        iface: iface.into(),
-        ipv4: Ipv4Addr::from(ip),
-        mac: MacAddr(mac),
-        labels: BTreeMap::new(),
-    }
-}
-
-/// The dataplane of node-0 in a two-node cluster, plus `routes` filler routes: remote /32s
-/// outside the pool, so lookups traverse a trie of that size.
+/// node-0 of the fixture cluster in the given modes, plus filler routes up to `routes`:
+/// remote /32s outside the pool, so lookups traverse a trie of that size.
 fn dataplane(ipip: &str, vxlan: &str, routes: usize) -> Result<DesiredState> {
-    let cluster = parse_cluster(&format!(
-        r#"{{"ipPools":[{{"name":"p","cidr":"10.65.0.0/16","ipipMode":"{ipip}","vxlanMode":"{vxlan}","natOutgoing":true}}],
-            "nodes":[{{"name":"node-0","ipv4Address":"10.99.0.11/24","blocks":["10.65.0.0/26"]}},
-                     {{"name":"node-1","ipv4Address":"10.99.0.12/24","blocks":["10.65.1.0/26"]}}]}}"#
-    ))?;
-    let host = |name: &str, index, mac| HostInterface {
-        name: name.into(),
-        index,
-        mac: MacAddr(mac),
-    };
-    let mut desired = desired_state(&CalcInputs {
-        node_name: "node-0",
-        endpoints: &[
-            endpoint("a", "cali-a", POD_A, POD_A_MAC),
-            endpoint("b", "cali-b", POD_B, POD_B_MAC),
-        ],
-        interfaces: &[
-            host("cali-a", TEST_RUN_IFINDEX, HOST_MAC),
-            host("cali-b", POD_B_IFINDEX, HOST_MAC),
-            host("eth0", UPLINK_IFINDEX, UPLINK_MAC),
-        ],
-        uplink: Some("eth0"),
-        uplink_addrs: &["10.99.0.11/24".parse()?],
-        default_gateway: None,
-        cluster: Some(&cluster),
-    });
+    let mut desired = fixture::desired(&fixture::cluster(ipip, vxlan)?)?;
     let filler = routes.saturating_sub(desired.routes.len());
     for i in 0..filler as u32 {
         // 172.16.0.0/12 holds a million /32s: spread across it so the trie branches.

@@ -12,6 +12,8 @@ use aya::{
 
 use super::maps::DataplaneMaps;
 
+pub mod fixture;
+
 /// The interface index a test run's packet appears on: with no device given, the kernel runs
 /// the program as if the packet came in on the loopback device of the current namespace.
 pub const TEST_RUN_IFINDEX: u32 = 1;
