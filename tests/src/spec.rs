@@ -102,6 +102,16 @@ pub enum SpecError {
     /// `CrossSubnet` only chooses when to encapsulate, so it needs an encapsulation.
     #[error("--cross-subnet needs an encapsulation: add --encap ipip or --encap vxlan")]
     CrossSubnetWithoutEncap,
+    /// A pod MTU that IPv4 or the fabric cannot carry.
+    #[error("pod MTU {mtu} is out of range: use 576 to {max} (the fabric MTU minus the {overhead}-byte encapsulation)")]
+    PodMtu {
+        /// The rejected MTU.
+        mtu: u32,
+        /// The largest that fits.
+        max: u32,
+        /// Bytes the encapsulation adds.
+        overhead: u32,
+    },
     /// An unknown value for one of the lab's enumerations.
     #[error("{value:?} is not a valid {what}; use one of: {expected}")]
     UnknownValue {
@@ -130,6 +140,8 @@ pub struct LabSpec {
     pub cross_subnet: bool,
     /// One segment or two joined by the router.
     pub topology: Topology,
+    /// Pod MTU instead of the uplink MTU minus the encapsulation overhead.
+    pub pod_mtu_override: Option<u32>,
 }
 
 impl LabSpec {
@@ -142,7 +154,14 @@ impl LabSpec {
             encap: Encap::None,
             cross_subnet: false,
             topology: Topology::Flat,
+            pod_mtu_override: None,
         }
+    }
+
+    /// The same spec with a fixed pod MTU (`None`: derived from the encapsulation).
+    pub fn with_pod_mtu(mut self, mtu: Option<u32>) -> Self {
+        self.pod_mtu_override = mtu;
+        self
     }
 
     /// The same spec with encapsulation `encap`.
@@ -180,7 +199,8 @@ impl LabSpec {
     /// MTU of pod interfaces (both ends of the veth): the fabric's minus the encapsulation
     /// overhead, so that an encapsulated full-size pod packet still fits on the fabric.
     pub fn pod_mtu(&self) -> u32 {
-        MTU - self.encap.overhead_bytes()
+        self.pod_mtu_override
+            .unwrap_or(MTU - self.encap.overhead_bytes())
     }
 
     /// Checks the name and the counts against what the address plan can hold.
@@ -196,6 +216,14 @@ impl LabSpec {
         }
         if self.cross_subnet && self.encap == Encap::None {
             return Err(SpecError::CrossSubnetWithoutEncap);
+        }
+        let overhead = self.encap.overhead_bytes();
+        let max = MTU - overhead;
+        if let Some(mtu) = self
+            .pod_mtu_override
+            .filter(|mtu| !(576..=max).contains(mtu))
+        {
+            return Err(SpecError::PodMtu { mtu, max, overhead });
         }
         Ok(())
     }
@@ -595,6 +623,14 @@ mod tests {
         assert_eq!(spec(Encap::Ipip).pod_mtu(), 1480);
         assert_eq!(spec(Encap::Vxlan).pod_mtu(), 1450);
         assert_eq!(spec(Encap::Vxlan).plan().1[0].mtu, 1450);
+        let fixed = spec(Encap::Ipip).with_pod_mtu(Some(1400));
+        assert_eq!(fixed.pod_mtu(), 1400);
+        assert!(fixed.validate().is_ok());
+        let too_big = spec(Encap::Vxlan).with_pod_mtu(Some(1460));
+        assert!(matches!(
+            too_big.validate(),
+            Err(SpecError::PodMtu { max: 1450, .. })
+        ));
     }
 
     #[test]

@@ -104,6 +104,7 @@ impl LabState {
             .with_encap(self.encap)
             .with_cross_subnet(self.cross_subnet)
             .with_topology(self.topology)
+            .with_pod_mtu(self.pods.first().map(|pod| pod.mtu))
     }
 
     /// The state of lab `name`, or `None` if it has no state file.

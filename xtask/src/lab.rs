@@ -33,6 +33,9 @@ pub enum LabCommand {
         /// One fabric segment, or two (10.99.0.0/24 and 10.99.1.0/24) joined by the router.
         #[arg(long, value_enum, default_value_t = TopologyArg::Flat)]
         topology: TopologyArg,
+        /// Pod MTU (default: 1500 minus 20 for IPIP or 50 for VXLAN).
+        #[arg(long)]
+        pod_mtu: Option<u32>,
     },
     /// Show nodes, agents and pods of a lab.
     Status {
@@ -113,11 +116,13 @@ pub fn run(cmd: LabCommand, build: impl FnOnce() -> Result<Artifacts>) -> Result
             encap,
             cross_subnet,
             topology,
+            pod_mtu,
         } => {
             let spec = LabSpec::new(name, nodes, pods_per_node)
                 .with_encap(encap.into())
                 .with_cross_subnet(cross_subnet)
-                .with_topology(topology.into());
+                .with_topology(topology.into())
+                .with_pod_mtu(pod_mtu);
             up(&spec, build)
         }
         LabCommand::Status { name, json } => status(&name, json),
