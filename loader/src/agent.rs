@@ -118,13 +118,11 @@ impl Agent {
     }
 
     fn role_of(&self, iface: &HostInterface) -> Option<IfaceRole> {
-        if self.config.uplink.as_deref() == Some(iface.name.as_str()) {
-            Some(IfaceRole::Uplink)
-        } else if iface.name.starts_with(&self.config.workload_prefix) {
-            Some(IfaceRole::Workload)
-        } else {
-            None
-        }
+        IfaceRole::of(
+            &iface.name,
+            self.config.uplink.as_deref(),
+            &self.config.workload_prefix,
+        )
     }
 
     async fn attach_existing(&mut self) -> Result<()> {
@@ -281,14 +279,7 @@ pub async fn cleanup(pin_root: &Path, workload_prefix: &str, uplink: Option<&str
         .await?
         .into_iter()
         .filter_map(|iface| {
-            let role = if uplink == Some(iface.name.as_str()) {
-                IfaceRole::Uplink
-            } else if iface.name.starts_with(workload_prefix) {
-                IfaceRole::Workload
-            } else {
-                return None;
-            };
-            Some((iface, role))
+            IfaceRole::of(&iface.name, uplink, workload_prefix).map(|role| (iface, role))
         })
         .collect();
     for (iface, role) in &interfaces {

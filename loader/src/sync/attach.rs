@@ -35,6 +35,17 @@ pub enum IfaceRole {
 }
 
 impl IfaceRole {
+    /// The role of interface `name`: the uplink, a workload interface (by prefix), or none.
+    pub fn of(name: &str, uplink: Option<&str>, workload_prefix: &str) -> Option<Self> {
+        if uplink == Some(name) {
+            Some(IfaceRole::Uplink)
+        } else if name.starts_with(workload_prefix) {
+            Some(IfaceRole::Workload)
+        } else {
+            None
+        }
+    }
+
     /// The program for each direction.
     pub fn programs(self) -> [(&'static str, TcAttachType); 2] {
         match self {
