@@ -20,6 +20,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "socat",
     "tcpdump",
     "procps",
+    "etcd-server",
+    "etcd-client",
 ];
 
 /// bpf-linker must link against the same LLVM major as rustc (22 for the pinned toolchains).
