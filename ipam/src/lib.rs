@@ -23,6 +23,15 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 use tortie_datastore::DatastoreError;
 
+/// The CNI network name Calico (and tortie) installs by default.
+pub const DEFAULT_NETWORK: &str = "k8s-pod-network";
+
+/// The handle a CNI plugin allocates a container's addresses under: `<network>.<containerID>`,
+/// as Calico names it, so the workload endpoint's container ID leads back to its addresses.
+pub fn workload_handle(network: &str, container_id: &str) -> String {
+    format!("{network}.{container_id}")
+}
+
 /// The parts of an IP pool IPAM needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PoolSpec {

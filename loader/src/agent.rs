@@ -186,7 +186,8 @@ impl Agent {
         {
             uplink_addrs = netlink::interface_ipv4_addrs(&self.netlink, uplink.index).await?;
         }
-        let default_gateway = netlink::default_gateway(&self.netlink).await?;
+        let routes = netlink::ipv4_routes(&self.netlink).await?;
+        let default_gateway = netlink::default_gateway(&routes);
         let desired = desired_state(&CalcInputs {
             node_name: &self.config.node_name,
             endpoints: self.endpoints.current().map_or(&[], Vec::as_slice),
@@ -203,7 +204,7 @@ impl Agent {
             tracing::warn!("{warning}");
         }
         let stats = self.maps.apply(&desired)?;
-        netlink::sync_kernel_routes(&self.netlink, &desired.kernel_routes).await?;
+        netlink::sync_kernel_routes(&self.netlink, &routes, &desired.kernel_routes).await?;
         if stats.written + stats.removed > 0 {
             tracing::info!(
                 written = stats.written,

@@ -3,15 +3,10 @@
 use std::{collections::BTreeSet, fmt::Write as _, net::Ipv4Addr};
 
 use anyhow::Result;
-use tortie_ipam::{check, CheckReport, Ipam};
+use tortie_ipam::{check, workload_handle, CheckReport, Ipam, DEFAULT_NETWORK};
 use tortie_resources::{Kind, Resource};
 
 use crate::store::ResourceStore;
-
-/// The IPAM handle Calico's CNI plugin (and tortie's) uses for a container.
-pub fn pod_handle(container_id: &str) -> String {
-    format!("k8s-pod-network.{container_id}")
-}
 
 /// Pools with their usage, and every block with its node and usage.
 pub async fn show(store: &ResourceStore) -> Result<String> {
@@ -90,7 +85,11 @@ pub async fn run_check(store: &ResourceStore) -> Result<CheckReport> {
         .await?
         .iter()
         .filter_map(|r| match r {
-            Resource::WorkloadEndpoint(wep) => wep.spec.container_id.as_deref().map(pod_handle),
+            Resource::WorkloadEndpoint(wep) => wep
+                .spec
+                .container_id
+                .as_deref()
+                .map(|id| workload_handle(DEFAULT_NETWORK, id)),
             _ => None,
         })
         .collect();

@@ -87,7 +87,7 @@ impl Identity {
         Identity {
             container_id: id.clone(),
             ifname: container.ifname.clone(),
-            handle: format!("{}.{id}", conf.name),
+            handle: tortie_ipam::workload_handle(&conf.name, id),
             host_ifname,
             temp_ifname: format!("tmp{}", &sha1_hex(id)[..11]),
             orchestrator,

@@ -103,7 +103,8 @@ fn route_message(destination: &Ipv4Net, route: &KernelRoute) -> RouteMessage {
     }
 }
 
-async fn all_ipv4_routes(handle: &Handle) -> Result<Vec<RouteMessage>> {
+/// Every IPv4 route of the namespace (one dump, shared by the steps of a sync).
+pub async fn ipv4_routes(handle: &Handle) -> Result<Vec<RouteMessage>> {
     handle
         .route()
         .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
@@ -113,13 +114,8 @@ async fn all_ipv4_routes(handle: &Handle) -> Result<Vec<RouteMessage>> {
         .context("listing kernel routes")
 }
 
-/// tortie's kernel routes.
-async fn owned_routes(handle: &Handle) -> Result<Vec<RouteMessage>> {
-    Ok(all_ipv4_routes(handle)
-        .await?
-        .into_iter()
-        .filter(|r| r.header.protocol == RouteProtocol::Other(TORTIE_ROUTE_PROTOCOL))
-        .collect())
+fn is_owned(route: &RouteMessage) -> bool {
+    route.header.protocol == RouteProtocol::Other(TORTIE_ROUTE_PROTOCOL)
 }
 
 fn parse_route(route: &RouteMessage) -> Option<(Ipv4Net, KernelRoute)> {
@@ -148,26 +144,26 @@ fn parse_route(route: &RouteMessage) -> Option<(Ipv4Net, KernelRoute)> {
 }
 
 /// The gateway of the main table's default route, if there is one.
-pub async fn default_gateway(handle: &Handle) -> Result<Option<Ipv4Addr>> {
-    Ok(all_ipv4_routes(handle)
-        .await?
+pub fn default_gateway(routes: &[RouteMessage]) -> Option<Ipv4Addr> {
+    routes
         .iter()
         .filter(|r| r.header.destination_prefix_length == 0 && r.header.table == 254)
         .find_map(|r| match parse_route(r) {
             Some((_, KernelRoute::Gateway { via, .. })) => Some(via),
             _ => None,
-        }))
+        })
 }
 
 /// Makes tortie's kernel routes equal to `desired`, touching only routes that differ. These
-/// routes carry the host's own traffic to pods.
+/// routes carry the host's own traffic to pods. `routes` is a fresh [`ipv4_routes`] dump.
 pub async fn sync_kernel_routes(
     handle: &Handle,
+    routes: &[RouteMessage],
     desired: &BTreeMap<Ipv4Net, KernelRoute>,
 ) -> Result<()> {
-    let current: BTreeMap<Ipv4Net, KernelRoute> = owned_routes(handle)
-        .await?
+    let current: BTreeMap<Ipv4Net, KernelRoute> = routes
         .iter()
+        .filter(|r| is_owned(r))
         .filter_map(parse_route)
         .collect();
     for (destination, route) in desired {
@@ -189,7 +185,7 @@ pub async fn sync_kernel_routes(
 
 /// Removes every kernel route tortie added.
 pub async fn delete_owned_routes(handle: &Handle) -> Result<()> {
-    for route in owned_routes(handle).await? {
+    for route in ipv4_routes(handle).await?.into_iter().filter(is_owned) {
         delete_route(handle, route).await?;
     }
     Ok(())
