@@ -17,6 +17,7 @@ use std::{
     fs::{self, File},
     io::{self, Read, Write},
     net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream},
+    os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     time::{Duration, Instant},
@@ -267,6 +268,11 @@ impl EtcdServer {
             }
             None => Command::new(&self.binary),
         };
+        if self.netns.is_some() {
+            // A lab's etcd outlives the command that started it: keep a terminal's Ctrl-C
+            // (sent to the foreground process group) away from it.
+            command.process_group(0);
+        }
         command
             .args(self.etcd_args()?)
             .stdin(Stdio::null())
@@ -294,6 +300,34 @@ impl EtcdServer {
                 Err(err)
             }
         }
+    }
+
+    /// Lets etcd run on after this value is gone, for a lab that outlives the process that
+    /// built it. The work dir (with `etcd.log`) is kept and no longer reaped as a leftover;
+    /// whoever tears the lab down kills [`DetachedEtcd::pid`] and removes
+    /// [`DetachedEtcd::work_dir`]. Fails when etcd is not running.
+    pub fn detach(mut self) -> Result<DetachedEtcd, EtcdServerError> {
+        let pid = self.pid().filter(|_| self.is_running()).ok_or_else(|| {
+            EtcdServerError::InvalidArgument(format!(
+                "etcd at {} is not running",
+                self.client_url()
+            ))
+        })?;
+        // Without an owner pid the leftover sweep of other servers leaves the dir alone.
+        let owner = self.work_dir.path().join("owner.pid");
+        fs::remove_file(&owner)
+            .map_err(EtcdServerError::io(format!("remove {}", owner.display())))?;
+        // Forgetting the child neither kills nor waits for it; init reaps it later.
+        self.child = None;
+        // Swap in a throwaway dir so the kept one is not removed when `self` drops.
+        let placeholder = new_work_dir()?;
+        let work_dir = std::mem::replace(&mut self.work_dir, placeholder).keep();
+        Ok(DetachedEtcd {
+            pid,
+            client_url: self.client_url(),
+            log_file: work_dir.join("etcd.log"),
+            work_dir,
+        })
     }
 
     /// Kills etcd (SIGKILL, like a crash) and waits for it to exit; the data dir stays for
@@ -425,6 +459,25 @@ impl EtcdServer {
             tail
         }
     }
+}
+
+/// An etcd left running by [`EtcdServer::detach`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DetachedEtcd {
+    /// Its process id.
+    pub pid: u32,
+    /// Its client URL.
+    pub client_url: String,
+    /// Where it logs.
+    pub log_file: PathBuf,
+    /// Its work dir (log, pid file), to remove once it is stopped.
+    pub work_dir: PathBuf,
+}
+
+/// Whether etcd serving `addr` inside network namespace `netns` (the caller's own when
+/// `None`) answers its health check.
+pub fn is_healthy(netns: Option<&str>, addr: SocketAddrV4) -> bool {
+    probe_health(netns, addr)
 }
 
 impl Drop for EtcdServer {

@@ -224,7 +224,7 @@ pub fn run_command(node: &Node, artifacts: &Artifacts) -> Command {
     let endpoints = node.endpoints_file.display().to_string();
     let cluster = node.cluster_file.display().to_string();
     let ready = node.ready_file.display().to_string();
-    let args = [
+    let mut args = vec![
         "run",
         "--node-name",
         &node.name,
@@ -234,13 +234,15 @@ pub fn run_command(node: &Node, artifacts: &Artifacts) -> Command {
         &bpf_object,
         "--uplink",
         NODE_UPLINK,
-        "--endpoints-file",
-        &endpoints,
-        "--cluster-file",
-        &cluster,
         "--ready-file",
         &ready,
     ];
+    match &node.etcd_endpoints {
+        Some(endpoints) => {
+            args.extend(["--datastore-type", "etcdv3", "--etcd-endpoints", endpoints]);
+        }
+        None => args.extend(["--endpoints-file", &endpoints, "--cluster-file", &cluster]),
+    }
     nsenter_command(
         &node.netns,
         artifacts.agent_bin.display().to_string().as_str(),

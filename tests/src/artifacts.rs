@@ -64,6 +64,42 @@ impl Artifacts {
         Ok(artifacts)
     }
 
+    /// `tortiectl`, built beside the agent.
+    pub fn tortiectl_bin(&self) -> PathBuf {
+        self.agent_bin.with_file_name("tortiectl")
+    }
+
+    /// The CNI plugin `tortie-cni`, built beside the agent.
+    pub fn cni_bin(&self) -> PathBuf {
+        self.agent_bin.with_file_name("tortie-cni")
+    }
+
+    /// The directory of the binaries, put on `PATH` by `lab exec`.
+    pub fn bin_dir(&self) -> PathBuf {
+        self.agent_bin
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    }
+
+    /// Fails if the control plane's binaries (`tortiectl`, `tortie-cni`) are missing.
+    pub fn check_control_plane(&self) -> Result<(), ArtifactError> {
+        for (what, path) in [
+            ("tortiectl", self.tortiectl_bin()),
+            ("tortie-cni", self.cni_bin()),
+        ] {
+            if !path.is_file() {
+                return Err(ArtifactError::Missing {
+                    what,
+                    path,
+                    hint:
+                        "run `cargo build` (tortiectl and tortie-cni are built beside tortie-agent)",
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Fails if either file is missing.
     pub fn check(&self) -> Result<(), ArtifactError> {
         if !self.agent_bin.is_file() {

@@ -14,12 +14,14 @@ use crate::artifacts::Artifacts;
 use crate::bpffs;
 use crate::capture::Capture;
 use crate::cluster::ClusterFile;
+use crate::control_plane::{self, EtcdState};
 use crate::counters;
 use crate::endpoints::EndpointsFile;
 use crate::netns::{self, nsenter_command};
 use crate::report::Progress;
 use crate::spec::{
-    self, Encap, ExternalHost, LabSpec, Node, Pod, Router, Topology, EXTERNAL_TARGET, ROUTER_TARGET,
+    self, DatastoreMode, Encap, ExternalHost, LabSpec, Node, Pod, Router, Topology,
+    EXTERNAL_TARGET, ROUTER_TARGET,
 };
 use crate::state::LabState;
 use crate::teardown::{teardown, TeardownOptions};
@@ -157,6 +159,15 @@ impl Lab {
             let what = format!("creating {} ({}, {})", node.name, node.netns, node.ip);
             step(progress, &what, || topology::create_node(&name, node))?;
         }
+        match self.state.datastore {
+            DatastoreMode::Files => self.build_from_files(progress),
+            DatastoreMode::Etcd => self.build_control_plane(progress),
+        }
+    }
+
+    /// Pods wired by the lab itself, agents reading the endpoints and cluster files.
+    fn build_from_files(&mut self, progress: &Progress) -> Result<()> {
+        let name = self.state.name.clone();
         for pod in &self.state.pods {
             let node = self.node_of(pod)?;
             let what = format!(
@@ -178,6 +189,60 @@ impl Lab {
             let cluster = ClusterFile::for_lab(&self.state.spec(), &self.state.nodes);
             Ok(cluster.write(&cluster_file)?)
         })?;
+        self.start_all_agents(progress)
+    }
+
+    /// etcd in the fabric, resources applied with tortiectl, agents watching etcd, pods
+    /// created through tortie-cni.
+    fn build_control_plane(&mut self, progress: &Progress) -> Result<()> {
+        let name = self.state.name.clone();
+        self.state.artifacts.check_control_plane()?;
+        let what = format!(
+            "starting etcd in {} at {}",
+            spec::fabric_netns(&name),
+            spec::etcd_endpoint()
+        );
+        step(progress, &what, || {
+            let routed = self.state.topology.segments() > 1;
+            control_plane::wire_etcd_address(&name, spec::segment_gateway(0), routed)?;
+            self.state.etcd = Some(control_plane::start_etcd(&name)?);
+            for node in &mut self.state.nodes {
+                node.etcd_endpoints = Some(spec::etcd_endpoint());
+            }
+            Ok(self.state.save()?)
+        })?;
+        let resources = self.state_dir().join("resources.yaml");
+        let what = format!(
+            "applying the IP pool, {} node(s) and pod records with tortiectl ({})",
+            self.state.nodes.len(),
+            resources.display()
+        );
+        step(progress, &what, || {
+            let yaml = control_plane::initial_resources(
+                &self.state.spec(),
+                &self.state.nodes,
+                &self.state.pods,
+            );
+            control_plane::apply(&name, &self.state.artifacts, &yaml, &resources)
+        })?;
+        self.start_all_agents(progress)?;
+        for index in 0..self.state.pods.len() {
+            let pod = self.state.pods[index].clone();
+            let what = format!("creating {} on {} through tortie-cni", pod.key(), pod.node);
+            let attachment = step(progress, &what, || {
+                let node = self.node_of(&pod)?;
+                control_plane::add_pod(&name, &self.state.artifacts, node, &pod)
+            })?;
+            let pod = &mut self.state.pods[index];
+            pod.ip = attachment.ip;
+            pod.mac = attachment.mac;
+            pod.host_iface = attachment.host_iface;
+            self.state.save()?;
+        }
+        Ok(())
+    }
+
+    fn start_all_agents(&mut self, progress: &Progress) -> Result<()> {
         let nodes: Vec<String> = self.state.nodes.iter().map(|n| n.name.clone()).collect();
         for node in nodes {
             step(progress, &format!("starting agent on {node}"), || {
@@ -331,7 +396,19 @@ impl Lab {
             .split_first()
             .ok_or_else(|| anyhow!("no command given to run in {target}"))?;
         let ns = self.netns_of(target)?;
-        Ok(nsenter_command(&ns, *program, args))
+        let mut command = nsenter_command(&ns, *program, args);
+        if self.state.datastore == DatastoreMode::Etcd {
+            // `lab exec node-0 -- tortiectl get nodes` just works: the lab's binaries come
+            // first on PATH and the datastore is the lab's etcd.
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            let mut dirs = vec![self.state.artifacts.bin_dir()];
+            dirs.extend(std::env::split_paths(&path));
+            if let Ok(joined) = std::env::join_paths(dirs) {
+                command.env("PATH", joined);
+            }
+            command.envs(control_plane::datastore_env());
+        }
+        Ok(command)
     }
 
     /// Runs `cmd` in `target` and captures its output (stdin is empty). A non-zero exit is
@@ -474,6 +551,108 @@ impl Lab {
                 .collect(),
             pods: self.state.pods.clone(),
         }
+    }
+
+    /// Where the agents take their inputs from.
+    pub fn datastore(&self) -> DatastoreMode {
+        self.state.datastore
+    }
+
+    /// The lab's etcd, in a lab fed from etcd.
+    pub fn etcd(&self) -> Option<&EtcdState> {
+        self.state.etcd.as_ref()
+    }
+
+    fn require_etcd(&self, what: &str) -> Result<()> {
+        if self.state.datastore != DatastoreMode::Etcd {
+            bail!(
+                "{what} needs a lab fed from etcd; lab {} reads files (bring it up with --datastore etcd)",
+                self.state.name
+            );
+        }
+        Ok(())
+    }
+
+    /// Kills the lab's etcd (SIGKILL); agents keep the dataplane as it is meanwhile.
+    pub fn stop_etcd(&self) -> Result<()> {
+        self.require_etcd("stopping etcd")?;
+        match &self.state.etcd {
+            Some(etcd) => control_plane::stop_etcd(etcd),
+            None => Ok(()),
+        }
+    }
+
+    /// Starts the lab's etcd again on its database and waits until it is healthy.
+    pub fn start_etcd(&mut self) -> Result<()> {
+        self.require_etcd("starting etcd")?;
+        if self.state.etcd.as_ref().is_some_and(EtcdState::is_running) {
+            return Ok(());
+        }
+        if let Some(old) = &self.state.etcd {
+            let _ = std::fs::remove_dir_all(&old.work_dir);
+        }
+        self.state.etcd = Some(control_plane::start_etcd(&self.state.name)?);
+        self.state.save()?;
+        Ok(())
+    }
+
+    /// Runs `tortiectl args…` from the fabric namespace against the lab's etcd.
+    pub fn tortiectl(&self, args: &[&str]) -> Result<Output> {
+        self.require_etcd("tortiectl")?;
+        control_plane::tortiectl(
+            &self.state.artifacts,
+            &spec::fabric_netns(&self.state.name),
+            args,
+            "",
+        )
+    }
+
+    /// Creates pod `namespace/name` on `node` through `tortie-cni` (after writing its pod
+    /// record with `labels`), records it and returns it with the address IPAM gave it.
+    pub fn add_pod(
+        &mut self,
+        node: &str,
+        namespace: &str,
+        name: &str,
+        labels: &[(&str, &str)],
+    ) -> Result<Pod> {
+        self.require_etcd("adding a pod")?;
+        if self.pod(&format!("{namespace}/{name}")).is_some() {
+            bail!("lab {} already has pod {namespace}/{name}", self.state.name);
+        }
+        let node = self.node_or_err(node)?.clone();
+        let mut pod = Pod::planned_for_cni(&self.state.name, &node.name, namespace, name, labels);
+        pod.mtu = self.state.spec().pod_mtu();
+        let record = control_plane::pod_record(&pod);
+        let saved = self
+            .state_dir()
+            .join(format!("pod-{namespace}-{name}.yaml"));
+        control_plane::apply(&self.state.name, &self.state.artifacts, &record, &saved)?;
+        let attachment =
+            control_plane::add_pod(&self.state.name, &self.state.artifacts, &node, &pod)?;
+        pod.ip = attachment.ip;
+        pod.mac = attachment.mac;
+        pod.host_iface = attachment.host_iface;
+        self.state.pods.push(pod.clone());
+        self.state.save()?;
+        Ok(pod)
+    }
+
+    /// Deletes pod `name` (or `namespace/name`) through `tortie-cni` DEL and removes its
+    /// namespace.
+    pub fn delete_pod(&mut self, name: &str) -> Result<()> {
+        self.require_etcd("deleting a pod")?;
+        let pod = self
+            .pod(name)
+            .cloned()
+            .ok_or_else(|| anyhow!("lab {} has no pod {name}", self.state.name))?;
+        let node = self.node_of(&pod)?.clone();
+        control_plane::delete_pod(&self.state.name, &self.state.artifacts, &node, &pod)?;
+        self.state
+            .pods
+            .retain(|p| !(p.name == pod.name && p.namespace == pod.namespace));
+        self.state.save()?;
+        Ok(())
     }
 
     /// Whether the agent of `node` runs.

@@ -128,6 +128,54 @@ impl FromStr for Topology {
     }
 }
 
+/// Where the agents take pools, nodes and endpoints from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatastoreMode {
+    /// An etcd in the fabric namespace: pools and nodes applied with `tortiectl`, pods
+    /// created by calling `tortie-cni`, agents watching etcd. How a cluster runs, and what
+    /// `cargo xtask lab up` builds.
+    Etcd,
+    /// JSON files written by the lab (endpoints per node, one cluster file) and pods wired
+    /// by the lab itself: the dataplane alone, without the control plane.
+    #[default]
+    Files,
+}
+
+impl DatastoreMode {
+    /// Every value, in the order the CLI lists them.
+    pub const ALL: [DatastoreMode; 2] = [DatastoreMode::Etcd, DatastoreMode::Files];
+
+    /// The lowercase name used on the command line and in `status`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DatastoreMode::Etcd => "etcd",
+            DatastoreMode::Files => "files",
+        }
+    }
+}
+
+impl fmt::Display for DatastoreMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for DatastoreMode {
+    type Err = SpecError;
+
+    fn from_str(value: &str) -> Result<Self, SpecError> {
+        DatastoreMode::ALL
+            .into_iter()
+            .find(|d| d.as_str() == value)
+            .ok_or_else(|| SpecError::UnknownValue {
+                what: "datastore",
+                value: value.to_owned(),
+                expected: "etcd, files",
+            })
+    }
+}
+
 /// A pool's `ipipMode` / `vxlanMode`, with Calico's spelling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EncapMode {
@@ -150,6 +198,12 @@ mod tests {
         }
         for topology in Topology::ALL {
             assert_eq!(topology.as_str().parse::<Topology>().ok(), Some(topology));
+        }
+        for datastore in DatastoreMode::ALL {
+            assert_eq!(
+                datastore.as_str().parse::<DatastoreMode>().ok(),
+                Some(datastore)
+            );
         }
         assert!("gre".parse::<Encap>().is_err());
         assert!("mesh".parse::<Topology>().is_err());

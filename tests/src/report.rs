@@ -87,10 +87,25 @@ fn name_flag(lab: &str) -> String {
 }
 
 /// Commands worth trying next on a lab that is up.
-pub fn next_steps(lab: &str, first_pod: Option<(&str, &str)>, first_node: &str) -> String {
+pub fn next_steps(
+    lab: &str,
+    first_pod: Option<(&str, &str)>,
+    first_node: &str,
+    with_datastore: bool,
+) -> String {
     let flag = name_flag(lab);
     let mut out = String::from("next:\n");
     let _ = writeln!(out, "  cargo xtask lab status{flag}");
+    if with_datastore {
+        let _ = writeln!(
+            out,
+            "  cargo xtask lab exec{flag} {first_node} -- tortiectl get workloadendpoints -o wide"
+        );
+        let _ = writeln!(
+            out,
+            "  cargo xtask lab exec{flag} {first_node} -- tortiectl ipam show"
+        );
+    }
     if let Some((pod, peer_ip)) = first_pod {
         let _ = writeln!(out, "  cargo xtask lab exec{flag} {pod} -- ping {peer_ip}");
     }
@@ -283,9 +298,10 @@ mod tests {
 
     #[test]
     fn next_steps_name_non_default_labs() {
-        assert!(next_steps("lab", None, "node-0").contains("lab down\n"));
-        let text = next_steps("x", Some(("pod-0-0", "10.65.0.11")), "node-0");
+        assert!(next_steps("lab", None, "node-0", false).contains("lab down\n"));
+        let text = next_steps("x", Some(("pod-0-0", "10.65.0.11")), "node-0", true);
         assert!(text.contains("lab exec --name x pod-0-0 -- ping 10.65.0.11"));
+        assert!(text.contains("lab exec --name x node-0 -- tortiectl ipam show"));
         let pin = format!(
             "/sys/fs/bpf/tortie/x/node-0/maps/v{}/TORTIE_ROUTES",
             bpf_maps::MAP_LAYOUT_VERSION

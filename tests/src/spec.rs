@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 
-pub use crate::modes::{Encap, EncapMode, Topology};
+pub use crate::modes::{DatastoreMode, Encap, EncapMode, Topology};
 
 /// Lab name used when none is given.
 pub const DEFAULT_LAB_NAME: &str = "lab";
@@ -47,6 +47,10 @@ pub const MTU: u32 = 1500;
 pub const FABRIC_PREFIX_LEN: u8 = 24;
 /// Nodes get 10.99.<s>.11 upwards; the limit keeps them inside the /24.
 pub const MAX_NODES: usize = 240;
+/// Where the lab's etcd serves clients, on the fabric's first segment (`br0`).
+pub const ETCD_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 2);
+/// etcd's client port (its peer port is the next one).
+pub const ETCD_PORT: u16 = 2379;
 /// The IP pool every pod address comes from.
 pub const POD_POOL_CIDR: &str = "10.65.0.0/16";
 /// Name of the lab's IP pool, Calico's default.
@@ -142,6 +146,8 @@ pub struct LabSpec {
     pub topology: Topology,
     /// Pod MTU instead of the uplink MTU minus the encapsulation overhead.
     pub pod_mtu_override: Option<u32>,
+    /// Where the agents take their inputs from.
+    pub datastore: DatastoreMode,
 }
 
 impl LabSpec {
@@ -155,7 +161,14 @@ impl LabSpec {
             cross_subnet: false,
             topology: Topology::Flat,
             pod_mtu_override: None,
+            datastore: DatastoreMode::Files,
         }
+    }
+
+    /// The same spec with the agents fed from `datastore`.
+    pub fn with_datastore(mut self, datastore: DatastoreMode) -> Self {
+        self.datastore = datastore;
+        self
     }
 
     /// The same spec with a fixed pod MTU (`None`: derived from the encapsulation).
@@ -307,6 +320,9 @@ pub struct Node {
     pub log_file: PathBuf,
     /// Pid of the agent last started for this node.
     pub agent_pid: Option<u32>,
+    /// The etcd the agent watches (`--etcd-endpoints`); `None`: it reads the lab's files.
+    #[serde(default)]
+    pub etcd_endpoints: Option<String>,
 }
 
 impl Node {
@@ -326,6 +342,7 @@ impl Node {
             ready_file: dir.join(format!("{name}.ready")),
             log_file: dir.join(format!("{name}.agent.log")),
             agent_pid: None,
+            etcd_endpoints: None,
             name,
             index,
         }
@@ -366,6 +383,36 @@ pub struct Pod {
 }
 
 impl Pod {
+    /// A pod to be created through the CNI plugin on `node`: its address, MAC and host
+    /// interface are placeholders until the ADD result fills them in.
+    pub fn planned_for_cni(
+        lab: &str,
+        node: &str,
+        namespace: &str,
+        name: &str,
+        labels: &[(&str, &str)],
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            namespace: namespace.to_owned(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            node: node.to_owned(),
+            netns: pod_netns(lab, namespace, name),
+            ip: Ipv4Addr::UNSPECIFIED,
+            host_iface: cali_iface_name(namespace, name),
+            mac: String::new(),
+            mtu: MTU,
+        }
+    }
+
+    /// `namespace/name`, how messages name the pod.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
     fn planned(lab: &str, node_index: usize, pod_index: usize, mtu: u32) -> Self {
         let name = pod_name(node_index, pod_index);
         let ip = pod_ip(node_index, pod_index);
@@ -548,6 +595,11 @@ pub fn pin_root(lab: &str, node: &str) -> PathBuf {
 /// `/run/tortie/labs/<lab>`.
 pub fn state_dir(lab: &str) -> PathBuf {
     PathBuf::from(STATE_ROOT).join(lab)
+}
+
+/// `http://10.99.0.2:2379`, the lab's etcd as nodes and pods reach it.
+pub fn etcd_endpoint() -> String {
+    format!("http://{ETCD_IP}:{ETCD_PORT}")
 }
 
 /// `/run/tortie/labs/<lab>/cluster.json`, the agents' `--cluster-file`.

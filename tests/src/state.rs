@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::artifacts::Artifacts;
-use crate::spec::{self, Encap, ExternalHost, Node, Pod, Router, Topology, STATE_ROOT};
+use crate::control_plane::EtcdState;
+use crate::spec::{
+    self, DatastoreMode, Encap, ExternalHost, Node, Pod, Router, Topology, STATE_ROOT,
+};
 
 /// Bumped when the layout of `state.json` changes incompatibly.
 pub const STATE_VERSION: u32 = 2;
@@ -74,6 +77,12 @@ pub struct LabState {
     pub nodes: Vec<Node>,
     /// The pods, node-major.
     pub pods: Vec<Pod>,
+    /// Where the agents take their inputs from.
+    #[serde(default)]
+    pub datastore: DatastoreMode,
+    /// The lab's etcd, once started.
+    #[serde(default)]
+    pub etcd: Option<EtcdState>,
 }
 
 impl LabState {
@@ -91,6 +100,8 @@ impl LabState {
             external: spec.external(),
             nodes,
             pods,
+            datastore: spec.datastore,
+            etcd: None,
         }
     }
 
@@ -105,6 +116,7 @@ impl LabState {
             .with_cross_subnet(self.cross_subnet)
             .with_topology(self.topology)
             .with_pod_mtu(self.pods.first().map(|pod| pod.mtu))
+            .with_datastore(self.datastore)
     }
 
     /// The state of lab `name`, or `None` if it has no state file.

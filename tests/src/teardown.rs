@@ -79,6 +79,19 @@ pub fn teardown(name: &str, options: TeardownOptions, progress: &Progress) -> Re
         Err(err) => failures.push(err.to_string()),
     }
 
+    // etcd died with the fabric's processes above; its work dir (log, pid) lives outside the
+    // state directory.
+    if let Some(etcd) = state.as_ref().and_then(|s| s.etcd.as_ref()) {
+        if etcd.work_dir.exists() {
+            if let Err(err) = std::fs::remove_dir_all(&etcd.work_dir) {
+                progress.warn(format_args!(
+                    "removing etcd's work dir {}: {err}",
+                    etcd.work_dir.display()
+                ));
+            }
+        }
+    }
+
     let pin_dir = spec::lab_pin_dir(name);
     if pin_dir.exists() {
         progress.step(format_args!("removing pins {}", pin_dir.display()));

@@ -22,7 +22,7 @@ use tortie::{
     sync::test_run::{fixture, fixture::*, ProgramRunner},
 };
 
-use crate::build;
+use crate::{build, cni_bench};
 
 /// The CPU every measurement runs on (the test run executes on the calling CPU).
 const BENCH_CPU: usize = 1;
@@ -217,12 +217,23 @@ fn pin_to_cpu(cpu: usize) -> Result<()> {
         .with_context(|| format!("pinning the benchmark to CPU {cpu}"))
 }
 
+fn unpin() -> Result<()> {
+    let mut set = nix::sched::CpuSet::new();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for cpu in 0..cpus.min(nix::sched::CpuSet::count()) {
+        set.set(cpu)?;
+    }
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+        .context("unpinning the benchmark")
+}
+
 /// Runs the benchmark and writes the report.
 pub fn run(args: &BenchArgs) -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("`cargo xtask bench` loads BPF programs and needs root");
     }
-    let object = build::ebpf()?;
+    let artifacts = build::all()?;
+    let object = artifacts.bpf_object.clone();
     pin_to_cpu(BENCH_CPU)?;
     let route_counts = [10usize, 1_000, 100_000];
     let mut figures = Vec::new();
@@ -232,7 +243,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             figures.push(measure(&case, routes, &object, args.quick)?);
         }
     }
-    let report = render(&figures, &route_counts, args.quick);
+    // The control plane runs as it would on a node: agent, etcd and CNI calls on every CPU.
+    unpin()?;
+    let cni_pods = if args.quick { 20 } else { 200 };
+    eprintln!("==> control plane: {cni_pods} sequential CNI ADDs");
+    let cni = cni_bench::run(&artifacts, cni_pods)?;
+    let mut report = render(&figures, &route_counts, args.quick);
+    report.push_str(&cni_bench::render(&cni, cni_pods));
     let out = if args.out.is_absolute() {
         args.out.clone()
     } else {
@@ -242,7 +259,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     std::fs::write(out.join("REPORT.md"), &report)?;
     std::fs::write(
         out.join("results.json"),
-        serde_json::to_string_pretty(&figures)?,
+        serde_json::to_string_pretty(&serde_json::json!({
+            "programs": figures,
+            "control_plane": cni,
+        }))?,
     )?;
     let mut csv = String::from("path,routes,median_ns,min_batch_ns,max_batch_ns\n");
     for f in &figures {
@@ -253,6 +273,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         );
     }
     std::fs::write(out.join("results.csv"), csv)?;
+    let mut cni_csv = String::from("operation,samples,p50_ms,p99_ms,max_ms\n");
+    for f in &cni {
+        let _ = writeln!(
+            cni_csv,
+            "\"{}\",{},{:.2},{:.2},{:.2}",
+            f.operation, f.samples, f.p50_ms, f.p99_ms, f.max_ms
+        );
+    }
+    std::fs::write(out.join("control_plane.csv"), cni_csv)?;
     println!("{report}");
     eprintln!("report written to {}", out.join("REPORT.md").display());
     Ok(())

@@ -84,8 +84,17 @@ pub fn all() -> Result<Artifacts> {
     let bpf_object = ebpf()?;
     eprintln!("==> building tortie binaries");
     run_step(
-        cargo(None).args(["build", "--bins", "-p", "tortie"]),
-        "building tortie",
+        cargo(None).args([
+            "build",
+            "--bins",
+            "-p",
+            "tortie",
+            "-p",
+            "tortiectl",
+            "-p",
+            "tortie-cni",
+        ]),
+        "building tortie-agent, tortiectl and tortie-cni",
     )?;
     Ok(Artifacts {
         agent_bin: workspace_root().join("target/debug/tortie-agent"),

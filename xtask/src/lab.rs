@@ -6,25 +6,26 @@ use std::os::unix::process::ExitStatusExt;
 
 use anyhow::{bail, Context, Result};
 use clap::{Subcommand, ValueEnum};
-use tortie_lab::{harness, report, Artifacts, Encap, Lab, LabSpec, Topology};
+use tortie_lab::{harness, report, Artifacts, DatastoreMode, Encap, Lab, LabSpec, Topology};
 
 /// Lab subcommands.
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
-    /// Build tortie, create the lab, start one agent per node, ping every pod pair and, from
-    /// every pod, the external host 203.0.113.10. A lab of the same name is replaced.
+    /// Build tortie, create the lab (etcd in the fabric, pools and nodes applied with
+    /// tortiectl, one agent per node, pods created through tortie-cni), ping every pod pair
+    /// and, from every pod, the external host 203.0.113.10. A lab of the same name is replaced.
     Up {
         /// Lab name; part of every namespace (`tortie-<name>-…`) and pin path.
         #[arg(long, default_value = "lab")]
         name: String,
         /// Number of nodes.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 3)]
         nodes: usize,
         /// Pods on each node.
         #[arg(long, default_value_t = 2)]
         pods_per_node: usize,
         /// How pod traffic crosses between nodes (the IP pool's ipipMode/vxlanMode).
-        #[arg(long, value_enum, default_value_t = EncapArg::None)]
+        #[arg(long, value_enum, default_value_t = EncapArg::Ipip)]
         encap: EncapArg,
         /// Encapsulate only between subnets (pool mode CrossSubnet instead of Always); needs
         /// --encap ipip or vxlan, and --topology routed to make a difference.
@@ -36,6 +37,10 @@ pub enum LabCommand {
         /// Pod MTU (default: 1500 minus 20 for IPIP or 50 for VXLAN).
         #[arg(long)]
         pod_mtu: Option<u32>,
+        /// Where the agents take pools, nodes and pods from: `etcd` (the control plane:
+        /// etcd, tortiectl, tortie-cni) or `files` (JSON files, pods wired by the lab).
+        #[arg(long, value_enum, default_value_t = DatastoreArg::Etcd)]
+        datastore: DatastoreArg,
     },
     /// Show nodes, agents and pods of a lab.
     Status {
@@ -87,6 +92,24 @@ impl From<EncapArg> for Encap {
     }
 }
 
+/// `--datastore` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DatastoreArg {
+    /// etcd in the fabric, resources from tortiectl, pods through tortie-cni.
+    Etcd,
+    /// JSON files written by the lab.
+    Files,
+}
+
+impl From<DatastoreArg> for DatastoreMode {
+    fn from(arg: DatastoreArg) -> Self {
+        match arg {
+            DatastoreArg::Etcd => DatastoreMode::Etcd,
+            DatastoreArg::Files => DatastoreMode::Files,
+        }
+    }
+}
+
 /// `--topology` values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum TopologyArg {
@@ -117,12 +140,14 @@ pub fn run(cmd: LabCommand, build: impl FnOnce() -> Result<Artifacts>) -> Result
             cross_subnet,
             topology,
             pod_mtu,
+            datastore,
         } => {
             let spec = LabSpec::new(name, nodes, pods_per_node)
                 .with_encap(encap.into())
                 .with_cross_subnet(cross_subnet)
                 .with_topology(topology.into())
-                .with_pod_mtu(pod_mtu);
+                .with_pod_mtu(pod_mtu)
+                .with_datastore(datastore.into());
             up(&spec, build)
         }
         LabCommand::Status { name, json } => status(&name, json),
@@ -173,7 +198,8 @@ fn up(spec: &LabSpec, build: impl FnOnce() -> Result<Artifacts>) -> Result<()> {
         report::next_steps(
             lab.name(),
             first_pair.as_ref().map(|(a, ip)| (a.as_str(), ip.as_str())),
-            first_node
+            first_node,
+            lab.datastore() == DatastoreMode::Etcd,
         )
     );
 

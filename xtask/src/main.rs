@@ -2,6 +2,7 @@
 
 mod bench;
 mod build;
+mod cni_bench;
 mod lab;
 mod setup;
 

@@ -1,0 +1,299 @@
+//! The lab run entirely from the datastore: etcd in the fabric, the pool and nodes applied
+//! with `tortiectl`, pods created by calling `tortie-cni` as a runtime does, agents that watch
+//! etcd and program the eBPF dataplane from IPAM blocks and workload endpoints.
+//!
+//! Needs root, etcd (Debian `etcd-server`), iproute2, util-linux; skipped without root
+//! (fails under CI).
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tortie_lab::harness::{self, KillOnDrop};
+use tortie_lab::{Artifacts, DatastoreMode, Encap, Lab, LabGuard, LabSpec};
+
+fn ok<T>(result: anyhow::Result<T>) -> T {
+    result.unwrap_or_else(|err| panic!("{err:#}"))
+}
+
+fn lab_up(short: &str, nodes: usize, pods_per_node: usize) -> LabGuard {
+    harness::sweep_stale_test_labs(short);
+    let artifacts = Artifacts::from_env_or_target().unwrap_or_else(|err| panic!("{err}"));
+    let spec = LabSpec::new(harness::test_lab_name(short), nodes, pods_per_node)
+        .with_encap(Encap::Ipip)
+        .with_datastore(DatastoreMode::Etcd);
+    LabGuard::up(&spec, &artifacts).unwrap_or_else(|err| panic!("lab up failed: {err:#}"))
+}
+
+/// `tortiectl args…` run through `lab exec` in `target`, which must put tortiectl on PATH and
+/// point it at the lab's etcd. Returns stdout; panics with stderr on failure.
+fn tortiectl(lab: &Lab, target: &str, args: &[&str]) -> String {
+    let mut cmd = vec!["tortiectl"];
+    cmd.extend_from_slice(args);
+    let out = ok(lab.exec(target, &cmd));
+    assert!(
+        out.status.success(),
+        "`tortiectl {}` failed: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn workload_endpoint_ips(lab: &Lab) -> BTreeSet<String> {
+    let json: Value = serde_json::from_str(&tortiectl(
+        lab,
+        "node-0",
+        &["get", "workloadendpoints", "-o", "json"],
+    ))
+    .unwrap_or_else(|err| panic!("tortiectl printed no JSON: {err}"));
+    let items = match &json {
+        Value::Array(items) => items.clone(),
+        Value::Object(map) => map
+            .get("items")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_else(|| vec![json.clone()]),
+        _ => Vec::new(),
+    };
+    items
+        .iter()
+        .filter_map(|item| item["spec"]["ipNetworks"][0].as_str())
+        .map(|net| net.trim_end_matches("/32").to_owned())
+        .collect()
+}
+
+fn ping_ok(lab: &Lab, from: &str, to: Ipv4Addr) -> bool {
+    let ip = to.to_string();
+    lab.exec(from, &["ping", "-q", "-c", "1", "-W", "1", &ip])
+        .is_ok_and(|out| out.status.success())
+}
+
+/// Pings until a reply comes or `timeout` passes; returns how long it took.
+fn wait_reachable(lab: &Lab, from: &str, to: Ipv4Addr, timeout: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        if ping_ok(lab, from, to) {
+            return Some(started.elapsed());
+        }
+    }
+    None
+}
+
+fn agent_logs(lab: &Lab) -> String {
+    lab.nodes()
+        .iter()
+        .map(|n| {
+            format!(
+                "--- {} ---\n{}",
+                n.name,
+                tortie_lab::agent::log_tail(&n.log_file, 15)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn cni_pods_talk_across_nodes_and_keep_talking_while_etcd_is_down() {
+    if harness::skip_unless_root("cni_pods_talk_across_nodes_and_keep_talking_while_etcd_is_down") {
+        return;
+    }
+    let mut lab = lab_up("cp", 3, 1);
+
+    // Addresses come from IPAM: inside the pool, one block per node.
+    let pods = lab.pods().to_vec();
+    let pool: ipnet_like::Pool = "10.65.0.0/16".parse().expect("pool");
+    let mut blocks = BTreeSet::new();
+    for pod in &pods {
+        assert!(
+            pool.contains(pod.ip),
+            "{} got {} outside the pool",
+            pod.name,
+            pod.ip
+        );
+        blocks.insert(u32::from(pod.ip) >> 6);
+    }
+    assert_eq!(
+        blocks.len(),
+        3,
+        "each node allocates from its own /26: {pods:#?}"
+    );
+
+    // The endpoints the CNI plugin wrote are what tortiectl shows, through `lab exec`.
+    let wep_ips = workload_endpoint_ips(&lab);
+    let pod_ips: BTreeSet<String> = pods.iter().map(|p| p.ip.to_string()).collect();
+    assert_eq!(wep_ips, pod_ips);
+
+    let failed: Vec<_> = lab
+        .connectivity_matrix()
+        .into_iter()
+        .filter(|(_, _, ok)| !ok)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "pings failed: {failed:?}\n{}",
+        agent_logs(&lab)
+    );
+
+    // Traffic that runs while etcd goes away keeps running: 25 pings over 5 s, etcd killed
+    // after the first second.
+    let (a, b, c) = (&pods[0], &pods[1], &pods[2]);
+    let b_ip = b.ip.to_string();
+    let pinger = KillOnDrop::new(ok(lab.spawn(
+        &a.name,
+        &["ping", "-q", "-c", "25", "-i", "0.2", "-W", "1", &b_ip],
+    )));
+    sleep(Duration::from_secs(1));
+    ok(lab.stop_etcd());
+    let out = ok(pinger.wait_output(Duration::from_secs(30)));
+    let summary = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        summary.contains("25 received"),
+        "pings during the etcd outage were lost: {summary}\n{}",
+        agent_logs(&lab)
+    );
+    // The agents noticed, stayed up, and the dataplane still forwards new flows.
+    sleep(Duration::from_secs(2));
+    for node in lab.nodes() {
+        assert!(
+            ok(lab.agent_running(&node.name)),
+            "agent of {} died",
+            node.name
+        );
+    }
+    assert!(
+        ping_ok(&lab, &a.name, c.ip),
+        "{}\n{}",
+        "new ping failed while etcd is down",
+        agent_logs(&lab)
+    );
+
+    // etcd comes back: a new pod gets an address and connectivity once the agents resync.
+    ok(lab.start_etcd());
+    let late = ok(lab.add_pod("node-1", "default", "late", &[("app", "late")]));
+    let waited = wait_reachable(&lab, &a.name, late.ip, Duration::from_secs(20));
+    assert!(
+        waited.is_some(),
+        "{} cannot reach the pod created after etcd came back ({})\n{}",
+        a.name,
+        late.ip,
+        agent_logs(&lab)
+    );
+    assert!(
+        ping_ok(&lab, "late", c.ip),
+        "the new pod cannot reach {}",
+        c.name
+    );
+    tortiectl(&lab, "node-2", &["ipam", "check"]);
+}
+
+#[test]
+fn pod_churn_through_the_cni_leaves_ipam_and_the_dataplane_clean() {
+    if harness::skip_unless_root("pod_churn_through_the_cni_leaves_ipam_and_the_dataplane_clean") {
+        return;
+    }
+    let mut lab = lab_up("churn", 2, 0);
+    let anchor = ok(lab.add_pod("node-0", "default", "anchor", &[("app", "anchor")]));
+    let mut deleted: Vec<(String, Ipv4Addr, String)> = Vec::new();
+    for round in 0..3 {
+        let mut created = Vec::new();
+        for i in 0..4 {
+            let node = format!("node-{}", i % 2);
+            let name = format!("churn-{round}-{i}");
+            let pod = ok(lab.add_pod(&node, "churn", &name, &[("round", &round.to_string())]));
+            created.push(pod);
+        }
+        for pod in &created {
+            assert!(
+                wait_reachable(&lab, "anchor", pod.ip, Duration::from_secs(10)).is_some(),
+                "round {round}: {} ({}) unreachable\n{}",
+                pod.name,
+                pod.ip,
+                agent_logs(&lab)
+            );
+        }
+        // Keep one per round, delete the rest.
+        for pod in created.iter().skip(1) {
+            ok(lab.delete_pod(&format!("churn/{}", pod.name)));
+            deleted.push((pod.node.clone(), pod.ip, pod.host_iface.clone()));
+        }
+    }
+
+    let report = tortiectl(&lab, "node-0", &["ipam", "check"]);
+    assert!(!report.is_empty(), "ipam check printed nothing");
+    let live: BTreeSet<String> = lab.pods().iter().map(|p| p.ip.to_string()).collect();
+    assert_eq!(
+        workload_endpoint_ips(&lab),
+        live,
+        "endpoints differ from live pods"
+    );
+    assert!(live.contains(&anchor.ip.to_string()));
+
+    // The agents removed what belonged to deleted pods whose addresses were not reused.
+    let started = Instant::now();
+    loop {
+        let mut stale = Vec::new();
+        for (node, ip, iface) in &deleted {
+            if live.contains(&ip.to_string()) {
+                continue;
+            }
+            let out = ok(lab.exec(node, &["ip", "-4", "route", "show", "proto", "81"]));
+            let routes = String::from_utf8_lossy(&out.stdout).into_owned();
+            if routes
+                .lines()
+                .any(|line| line.split_whitespace().next() == Some(ip.to_string().as_str()))
+            {
+                stale.push(format!("{node}: route to {ip}"));
+            }
+            let link = ok(lab.exec(node, &["ip", "link", "show", iface]));
+            if link.status.success() {
+                stale.push(format!("{node}: {iface} still exists"));
+            }
+        }
+        if stale.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "left behind after CNI DEL: {stale:?}\n{}",
+            agent_logs(&lab)
+        );
+        sleep(Duration::from_millis(200));
+    }
+}
+
+/// A tiny IPv4 prefix check, so the test needs no extra crate.
+mod ipnet_like {
+    use std::net::Ipv4Addr;
+    use std::str::FromStr;
+
+    pub struct Pool {
+        network: u32,
+        mask: u32,
+    }
+
+    impl Pool {
+        pub fn contains(&self, ip: Ipv4Addr) -> bool {
+            u32::from(ip) & self.mask == self.network
+        }
+    }
+
+    impl FromStr for Pool {
+        type Err = String;
+
+        fn from_str(text: &str) -> Result<Self, String> {
+            let (ip, len) = text.split_once('/').ok_or("no prefix length")?;
+            let ip: Ipv4Addr = ip.parse().map_err(|_| "bad address")?;
+            let len: u32 = len.parse().map_err(|_| "bad length")?;
+            let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+            Ok(Pool {
+                network: u32::from(ip) & mask,
+                mask,
+            })
+        }
+    }
+}
