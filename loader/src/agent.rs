@@ -1,9 +1,16 @@
-//! The node agent's event loop: inputs → calc → sync, driven by netlink link events, the
-//! endpoint source and a periodic resync.
+//! The node agent's event loop: inputs → calc → sync, driven by netlink link events, new
+//! inputs from the datastore and a periodic resync.
+//!
+//! Inputs come from JSON files ([`InputConfig::Files`], re-read when they change) or from the
+//! datastore ([`InputConfig::Etcd`], through [`crate::source::DatastoreSource`]). With the
+//! datastore, nothing is programmed and the ready file is not written before the first
+//! complete listing has arrived, however long etcd stays unreachable; after that, every
+//! published change is applied at once, and an outage leaves the dataplane as it is.
 
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
@@ -11,11 +18,15 @@ use anyhow::{Context, Result};
 use aya::Ebpf;
 use futures::StreamExt;
 use rtnetlink::Handle;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::{
+    signal::unix::{signal, SignalKind},
+    sync::watch,
+};
 
 use crate::{
     calc::{desired_state, CalcInputs, HostInterface},
     model::{parse_cluster, parse_endpoints, ClusterConfig, LocalEndpoint},
+    source::{ConnectionState, DatastoreSource, DatastoreSourceConfig, Inputs},
     sync::{
         attach::{self, IfaceRole},
         bpffs,
@@ -38,10 +49,8 @@ pub struct AgentConfig {
     pub uplink: Option<String>,
     /// Prefix of host-side workload interfaces.
     pub workload_prefix: String,
-    /// JSON file of local endpoints (until a datastore feeds the agent).
-    pub endpoints_file: Option<PathBuf>,
-    /// JSON file of pools and nodes (until a datastore feeds the agent).
-    pub cluster_file: Option<PathBuf>,
+    /// Where the endpoints, pools and nodes come from.
+    pub inputs: InputConfig,
     /// File created once the dataplane first matches the inputs.
     pub ready_file: Option<PathBuf>,
     /// Map capacities.
@@ -50,29 +59,151 @@ pub struct AgentConfig {
     pub resync_interval: Duration,
 }
 
+/// `--datastore-type`: where the agent's inputs come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum DatastoreType {
+    /// No datastore: the `--endpoints-file` and `--cluster-file` JSON files.
+    #[default]
+    None,
+    /// etcd v3, at `--etcd-endpoints`.
+    Etcdv3,
+}
+
+/// Where the agent reads its inputs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InputConfig {
+    /// JSON files, re-read when they change; a missing one means no endpoints or no
+    /// cluster knowledge.
+    Files {
+        /// Local endpoints.
+        endpoints_file: Option<PathBuf>,
+        /// Pools and nodes.
+        cluster_file: Option<PathBuf>,
+    },
+    /// The etcd v3 datastore.
+    Etcd {
+        /// Client URLs (`http://10.99.0.2:2379`).
+        endpoints: Vec<String>,
+    },
+}
+
+/// A combination of input flags that cannot work.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InputConfigError {
+    /// An input file was given together with a datastore.
+    #[error(
+        "{flag} cannot be used with --datastore-type etcdv3: the datastore provides the \
+         agent's inputs; drop {flag} (and unset {env}) or use --datastore-type none"
+    )]
+    FileWithDatastore {
+        /// The file flag.
+        flag: &'static str,
+        /// Its environment variable.
+        env: &'static str,
+    },
+    /// The datastore was chosen without saying where it is.
+    #[error(
+        "--datastore-type etcdv3 needs --etcd-endpoints (or TORTIE_ETCD_ENDPOINTS), a \
+         comma-separated list like http://10.99.0.2:2379"
+    )]
+    MissingEtcdEndpoints,
+}
+
+impl InputConfig {
+    /// The inputs the command-line flags select. `etcd_endpoints` entries may each hold a
+    /// comma-separated list; blanks are dropped. With [`DatastoreType::None`] the endpoints
+    /// are not used (the caller may warn about them).
+    pub fn from_flags(
+        datastore_type: DatastoreType,
+        etcd_endpoints: &[String],
+        endpoints_file: Option<PathBuf>,
+        cluster_file: Option<PathBuf>,
+    ) -> Result<InputConfig, InputConfigError> {
+        match datastore_type {
+            DatastoreType::None => Ok(InputConfig::Files {
+                endpoints_file,
+                cluster_file,
+            }),
+            DatastoreType::Etcdv3 => {
+                if endpoints_file.is_some() {
+                    return Err(InputConfigError::FileWithDatastore {
+                        flag: "--endpoints-file",
+                        env: "TORTIE_ENDPOINTS_FILE",
+                    });
+                }
+                if cluster_file.is_some() {
+                    return Err(InputConfigError::FileWithDatastore {
+                        flag: "--cluster-file",
+                        env: "TORTIE_CLUSTER_FILE",
+                    });
+                }
+                let endpoints: Vec<String> = etcd_endpoints
+                    .iter()
+                    .flat_map(|list| list.split(','))
+                    .map(str::trim)
+                    .filter(|url| !url.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                if endpoints.is_empty() {
+                    return Err(InputConfigError::MissingEtcdEndpoints);
+                }
+                Ok(InputConfig::Etcd { endpoints })
+            }
+        }
+    }
+}
+
 /// Runs the agent until SIGTERM/SIGINT. Forwarding stays in place after it returns.
 pub async fn run(config: AgentConfig) -> Result<()> {
+    // Started first, so that connecting and listing overlap loading the programs.
+    let inputs = match &config.inputs {
+        InputConfig::Files {
+            endpoints_file,
+            cluster_file,
+        } => InputSource::Files {
+            endpoints: WatchedFile::new("endpoints", endpoints_file.clone(), |text| {
+                Ok(parse_endpoints(text)?)
+            }),
+            cluster: WatchedFile::new("cluster", cluster_file.clone(), |text| {
+                Ok(parse_cluster(text)?)
+            }),
+        },
+        InputConfig::Etcd { endpoints } => InputSource::datastore(DatastoreSource::spawn(
+            DatastoreSourceConfig::new(endpoints.clone(), config.node_name.clone()),
+        )),
+    };
     load::check_prerequisites()?;
     bpffs::ensure_pin_root(&config.pin_root)?;
     let mut ebpf = load::load_dataplane(&config.bpf_object, &config.pin_root, config.capacities)?;
     let maps = DataplaneMaps::take(&mut ebpf)?;
     let netlink = netlink::connect()?;
-    // Subscribe before the first listing so no interface can appear unnoticed in between.
+    // Subscribe before listing the interfaces so none can appear unnoticed in between.
     let mut link_events = netlink::watch_links()?;
     let mut agent = Agent {
-        endpoints: WatchedFile::new("endpoints", config.endpoints_file.clone(), |text| {
-            Ok(parse_endpoints(text)?)
-        }),
-        cluster: WatchedFile::new("cluster", config.cluster_file.clone(), |text| {
-            Ok(parse_cluster(text)?)
-        }),
+        inputs,
         config,
         ebpf,
         maps,
         netlink,
         attached: BTreeMap::new(),
     };
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
 
+    // Until the datastore has been listed once the agent knows nothing, and programming from
+    // nothing would wipe what a previous run left in the pinned maps: leave them alone.
+    let stopped = tokio::select! {
+        first = agent.inputs.first_inputs() => {
+            first?;
+            false
+        }
+        _ = terminate.recv() => true,
+        _ = interrupt.recv() => true,
+    };
+    if stopped {
+        tracing::info!("stopping before the first sync; the dataplane was not touched");
+        return Ok(());
+    }
     agent.refresh_inputs();
     agent.attach_existing().await?;
     agent.sync().await.context("first sync of the dataplane")?;
@@ -82,12 +213,17 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     }
     tracing::info!(node = %agent.config.node_name, pin_root = %agent.config.pin_root.display(), "dataplane ready");
 
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
     let mut tick = tokio::time::interval(agent.config.resync_interval);
     loop {
         tokio::select! {
             Some(event) = link_events.next() => agent.on_link_event(event).await,
+            // New datastore inputs apply at once: a pod the CNI plugin just wired is
+            // reachable when its endpoint is published, not at the next tick.
+            changed = agent.inputs.changed() => {
+                changed?;
+                agent.refresh_inputs();
+                agent.sync_logged().await;
+            }
             _ = tick.tick() => {
                 agent.refresh_inputs();
                 agent.sync_logged().await;
@@ -100,21 +236,122 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     Ok(())
 }
 
+/// How often the agent says it is still waiting for the datastore at start-up.
+const WAITING_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The agent's inputs, from files or from the datastore.
+enum InputSource {
+    Files {
+        endpoints: WatchedFile<Vec<LocalEndpoint>>,
+        cluster: WatchedFile<ClusterConfig>,
+    },
+    Datastore {
+        /// Kept so the task lives as long as the agent.
+        source: DatastoreSource,
+        inputs: watch::Receiver<Option<Arc<Inputs>>>,
+        /// The inputs the last sync used.
+        current: Option<Arc<Inputs>>,
+    },
+}
+
+impl InputSource {
+    fn datastore(source: DatastoreSource) -> Self {
+        InputSource::Datastore {
+            inputs: source.inputs(),
+            source,
+            current: None,
+        }
+    }
+
+    fn refresh(&mut self) {
+        match self {
+            InputSource::Files { endpoints, cluster } => {
+                endpoints.refresh();
+                cluster.refresh();
+            }
+            InputSource::Datastore {
+                inputs, current, ..
+            } => *current = inputs.borrow_and_update().clone(),
+        }
+    }
+
+    fn endpoints(&self) -> &[LocalEndpoint] {
+        match self {
+            InputSource::Files { endpoints, .. } => endpoints.current().map_or(&[], Vec::as_slice),
+            InputSource::Datastore { current, .. } => current
+                .as_ref()
+                .map_or(&[], |inputs| inputs.endpoints.as_slice()),
+        }
+    }
+
+    fn cluster(&self) -> Option<&ClusterConfig> {
+        match self {
+            InputSource::Files { cluster, .. } => cluster.current(),
+            InputSource::Datastore { current, .. } => {
+                current.as_ref().map(|inputs| &inputs.cluster)
+            }
+        }
+    }
+
+    /// Waits until the source has inputs worth a first sync: at once for files, after the
+    /// first complete listing for the datastore. Fails only if the source stopped for good.
+    async fn first_inputs(&mut self) -> Result<()> {
+        let InputSource::Datastore { source, inputs, .. } = self else {
+            return Ok(());
+        };
+        let mut state = source.state();
+        tracing::info!("waiting for the first complete listing from the datastore");
+        let mut reminder = tokio::time::interval(WAITING_LOG_INTERVAL);
+        reminder.tick().await;
+        loop {
+            tokio::select! {
+                ready = inputs.wait_for(Option::is_some) => {
+                    return match ready {
+                        Ok(_) => Ok(()),
+                        Err(_) => Err(stopped_source(&state)),
+                    };
+                }
+                _ = reminder.tick() => {
+                    tracing::info!(
+                        "still waiting for the datastore ({}); nothing is programmed and the \
+                         ready file is not written until it answers",
+                        *state.borrow_and_update()
+                    );
+                }
+            }
+        }
+    }
+
+    /// Resolves when the datastore has published new inputs; never for files, whose
+    /// changes the periodic tick picks up.
+    async fn changed(&mut self) -> Result<()> {
+        match self {
+            InputSource::Files { .. } => std::future::pending().await,
+            InputSource::Datastore { source, inputs, .. } => {
+                let state = source.state();
+                inputs.changed().await.map_err(|_| stopped_source(&state))
+            }
+        }
+    }
+}
+
+fn stopped_source(state: &watch::Receiver<ConnectionState>) -> anyhow::Error {
+    anyhow::anyhow!("the datastore source stopped ({})", *state.borrow())
+}
+
 struct Agent {
     config: AgentConfig,
     ebpf: Ebpf,
     maps: DataplaneMaps,
     netlink: Handle,
-    endpoints: WatchedFile<Vec<LocalEndpoint>>,
-    cluster: WatchedFile<ClusterConfig>,
+    inputs: InputSource,
     /// Interfaces we attached to: index → name.
     attached: BTreeMap<u32, String>,
 }
 
 impl Agent {
     fn refresh_inputs(&mut self) {
-        self.endpoints.refresh();
-        self.cluster.refresh();
+        self.inputs.refresh();
     }
 
     fn role_of(&self, iface: &HostInterface) -> Option<IfaceRole> {
@@ -190,12 +427,12 @@ impl Agent {
         let default_gateway = netlink::default_gateway(&routes);
         let desired = desired_state(&CalcInputs {
             node_name: &self.config.node_name,
-            endpoints: self.endpoints.current().map_or(&[], Vec::as_slice),
+            endpoints: self.inputs.endpoints(),
             interfaces: &interfaces,
             uplink: self.config.uplink.as_deref(),
             uplink_addrs: &uplink_addrs,
             default_gateway,
-            cluster: self.cluster.current(),
+            cluster: self.inputs.cluster(),
         });
         for pod in &desired.missing_interfaces {
             tracing::debug!(%pod, "endpoint waits for its interface");
@@ -294,4 +531,79 @@ pub async fn cleanup(pin_root: &Path, workload_prefix: &str, uplink: Option<&str
     }
     tracing::info!(pin_root = %pin_root.display(), "cleaned up");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_the_default_source() {
+        let inputs = InputConfig::from_flags(
+            DatastoreType::None,
+            &[],
+            Some("e.json".into()),
+            Some("c.json".into()),
+        );
+        assert_eq!(
+            inputs,
+            Ok(InputConfig::Files {
+                endpoints_file: Some("e.json".into()),
+                cluster_file: Some("c.json".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn etcd_takes_comma_separated_endpoints() {
+        let inputs = InputConfig::from_flags(
+            DatastoreType::Etcdv3,
+            &["http://10.99.0.2:2379, http://10.99.0.3:2379,".into()],
+            None,
+            None,
+        );
+        assert_eq!(
+            inputs,
+            Ok(InputConfig::Etcd {
+                endpoints: vec![
+                    "http://10.99.0.2:2379".into(),
+                    "http://10.99.0.3:2379".into()
+                ],
+            })
+        );
+    }
+
+    #[test]
+    fn etcd_refuses_files_and_needs_endpoints() {
+        let endpoints = ["http://10.99.0.2:2379".to_string()];
+        let error = InputConfig::from_flags(
+            DatastoreType::Etcdv3,
+            &endpoints,
+            Some("e.json".into()),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.starts_with("--endpoints-file cannot be used with --datastore-type etcdv3"),
+            "{error}"
+        );
+        assert!(error.contains("TORTIE_ENDPOINTS_FILE"), "{error}");
+        let error = InputConfig::from_flags(
+            DatastoreType::Etcdv3,
+            &endpoints,
+            None,
+            Some("c.json".into()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.starts_with("--cluster-file cannot"), "{error}");
+        let error = InputConfig::from_flags(DatastoreType::Etcdv3, &[" ,".into()], None, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("needs --etcd-endpoints (or TORTIE_ETCD_ENDPOINTS)"),
+            "{error}"
+        );
+    }
 }

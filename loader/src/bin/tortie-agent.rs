@@ -4,7 +4,7 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use tortie::{
-    agent::{self, AgentConfig},
+    agent::{self, AgentConfig, DatastoreType, InputConfig},
     sync::load::Capacities,
 };
 
@@ -22,6 +22,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Load the programs, attach them and keep the maps in sync (until SIGTERM).
+    ///
+    /// Inputs come from JSON files (`--endpoints-file`, `--cluster-file`; the default,
+    /// `--datastore-type none`) or from etcd (`--datastore-type etcdv3 --etcd-endpoints
+    /// URL,...`): IP pools, nodes, IPAM blocks and this node's WorkloadEndpoints, applied as
+    /// soon as they change. With etcd, the ready file is written after the first complete
+    /// listing has been programmed; while etcd is unreachable at start-up the agent keeps
+    /// retrying and programs nothing, and an outage later keeps the dataplane as it is.
     Run(RunArgs),
     /// Remove every program, pin and kernel route the agent created.
     Cleanup(CommonArgs),
@@ -54,13 +61,29 @@ struct RunArgs {
         default_value = "/usr/lib/tortie/tortie.bpf.o"
     )]
     bpf_object: PathBuf,
-    /// JSON file of this node's endpoints: {"endpoints":[{name,namespace,iface,ipv4,mac,labels}]}.
+    /// Where inputs come from: `none` reads the JSON files below, `etcdv3` the datastore at
+    /// --etcd-endpoints (the file flags are then refused).
+    #[arg(
+        long,
+        env = "TORTIE_DATASTORE_TYPE",
+        value_enum,
+        default_value_t = DatastoreType::None
+    )]
+    datastore_type: DatastoreType,
+    /// etcd client URLs, comma-separated (http://10.99.0.2:2379); required with
+    /// --datastore-type etcdv3.
+    #[arg(long, env = "TORTIE_ETCD_ENDPOINTS", value_delimiter = ',')]
+    etcd_endpoints: Vec<String>,
+    /// JSON file of this node's endpoints: {"endpoints":[{name,namespace,iface,ipv4,mac,labels}]}
+    /// (--datastore-type none only).
     #[arg(long, env = "TORTIE_ENDPOINTS_FILE")]
     endpoints_file: Option<PathBuf>,
-    /// JSON file of IP pools and nodes: {"vxlanVNI","vxlanPort","ipPools":[{name,cidr,ipipMode,vxlanMode,natOutgoing}],"nodes":[{name,ipv4Address,blocks}]}.
+    /// JSON file of IP pools and nodes: {"vxlanVNI","vxlanPort","ipPools":[{name,cidr,ipipMode,vxlanMode,natOutgoing}],"nodes":[{name,ipv4Address,blocks}]}
+    /// (--datastore-type none only).
     #[arg(long, env = "TORTIE_CLUSTER_FILE")]
     cluster_file: Option<PathBuf>,
-    /// File to create once the dataplane is programmed.
+    /// File to create once the dataplane is programmed (with etcd: once the first complete
+    /// listing has been programmed).
     #[arg(long)]
     ready_file: Option<PathBuf>,
     /// Capacity of the route map (applies when the map is first created).
@@ -96,14 +119,25 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run(args) => {
+                let inputs = InputConfig::from_flags(
+                    args.datastore_type,
+                    &args.etcd_endpoints,
+                    args.endpoints_file,
+                    args.cluster_file,
+                )?;
+                if args.datastore_type == DatastoreType::None && !args.etcd_endpoints.is_empty() {
+                    tracing::warn!(
+                        "--etcd-endpoints (TORTIE_ETCD_ENDPOINTS) is ignored: inputs come from \
+                         files; add --datastore-type etcdv3 to use the datastore"
+                    );
+                }
                 agent::run(AgentConfig {
                     node_name: args.node_name,
                     pin_root: args.common.pin_root,
                     bpf_object: args.bpf_object,
                     uplink: args.common.uplink,
                     workload_prefix: args.common.workload_prefix,
-                    endpoints_file: args.endpoints_file,
-                    cluster_file: args.cluster_file,
+                    inputs,
                     ready_file: args.ready_file,
                     capacities: Capacities {
                         routes: args.max_routes,

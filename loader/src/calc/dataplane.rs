@@ -96,7 +96,7 @@ pub fn desired_state(inputs: &CalcInputs<'_>) -> DesiredState {
     if let Some(cluster) = inputs.cluster {
         if this_node.is_none() {
             state.warnings.push(format!(
-                "node {} is not in the cluster file; remote pods are not routed",
+                "node {} is not among the cluster's nodes; remote pods are not routed",
                 inputs.node_name
             ));
         }
@@ -186,6 +186,8 @@ fn add_host(
         nat_port_min: NAT_PORT_RANGE.0,
         nat_port_max: NAT_PORT_RANGE.1,
         vxlan_mac: uplink.mac.0,
+        // Set by the policy sync, which owns the epoch.
+        policy_epoch: 0,
     });
 }
 

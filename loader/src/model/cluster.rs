@@ -1,8 +1,9 @@
 //! What the agent knows about the rest of the cluster: IP pools (with their encapsulation and
 //! natOutgoing settings), nodes and the pod blocks affine to them.
 //!
-//! Until the datastore feeds the agent this comes from a JSON file whose field names are
-//! Calico's (`ipipMode`, `vxlanMode`, `natOutgoing`, `vxlanVNI`, ...).
+//! It comes either from a JSON file whose field names are Calico's (`ipipMode`, `vxlanMode`,
+//! `natOutgoing`, `vxlanVNI`, ...) or from the datastore's resources
+//! ([`super::from_resources`]); both go through the same checks ([`validate`]).
 
 use std::{collections::HashSet, net::Ipv4Addr};
 
@@ -141,7 +142,9 @@ pub fn parse_cluster(text: &str) -> Result<ClusterConfig, ClusterError> {
     }
 }
 
-fn validate(cluster: &ClusterConfig) -> Vec<String> {
+/// Every consistency problem of a cluster document, each prefixed with the path of the
+/// offending field (`ipPools[0] (a).cidr: ...`). Empty when the document can be used.
+pub fn validate(cluster: &ClusterConfig) -> Vec<String> {
     let mut problems = Vec::new();
     if cluster.vxlan_vni == 0 || cluster.vxlan_vni > 0xff_ffff {
         problems.push(format!(
@@ -154,22 +157,11 @@ fn validate(cluster: &ClusterConfig) -> Vec<String> {
     }
     for (index, pool) in cluster.ip_pools.iter().enumerate() {
         let at = format!("ipPools[{index}] ({})", pool.name);
-        if pool.cidr != pool.cidr.trunc() {
-            problems.push(format!(
-                "{at}.cidr: {} has host bits set; did you mean {}?",
-                pool.cidr,
-                pool.cidr.trunc()
-            ));
-        }
-        if pool.ipip_mode != EncapMode::Never && pool.vxlan_mode != EncapMode::Never {
-            problems.push(format!(
-                "{at}: ipipMode and vxlanMode cannot both be enabled; set one of them to Never"
-            ));
+        for problem in pool_problems(pool) {
+            problems.push(problem.at(&at));
         }
         for (other_index, other) in cluster.ip_pools.iter().enumerate().skip(index + 1) {
-            if pool.cidr.contains(&other.cidr.network())
-                || other.cidr.contains(&pool.cidr.network())
-            {
+            if pools_overlap(pool, other) {
                 problems.push(format!(
                     "{at}.cidr: {} overlaps ipPools[{other_index}] ({}) {}",
                     pool.cidr, other.name, other.cidr
@@ -184,13 +176,79 @@ fn validate(cluster: &ClusterConfig) -> Vec<String> {
             problems.push(format!("{at}.name: duplicate node name"));
         }
         for block in &node.blocks {
-            if *block != block.trunc() {
-                problems.push(format!("{at}.blocks: {block} has host bits set"));
-            }
-            if cluster.pool_of(block).is_none() {
-                problems.push(format!("{at}.blocks: {block} lies in no IP pool"));
+            for problem in block_problems(cluster, block) {
+                problems.push(problem.at(&at));
             }
         }
+    }
+    problems
+}
+
+/// One problem with one field of a cluster object, without the object's path, so that
+/// the file and the datastore can each say where it lies in their own terms.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldProblem {
+    /// The field, by its Calico name (`cidr`, `ipipMode`, `blocks`); empty for the object.
+    pub field: &'static str,
+    /// What is wrong and how to fix it.
+    pub reason: String,
+}
+
+impl FieldProblem {
+    /// `<at>.<field>: <reason>` (or `<at>: <reason>` for the object itself).
+    pub fn at(&self, at: &str) -> String {
+        if self.field.is_empty() {
+            format!("{at}: {}", self.reason)
+        } else {
+            format!("{at}.{}: {}", self.field, self.reason)
+        }
+    }
+}
+
+/// What is wrong with a pool on its own (other pools aside): host bits in its CIDR, both
+/// encapsulations enabled.
+pub fn pool_problems(pool: &IpPool) -> Vec<FieldProblem> {
+    let mut problems = Vec::new();
+    if pool.cidr != pool.cidr.trunc() {
+        problems.push(FieldProblem {
+            field: "cidr",
+            reason: format!(
+                "{} has host bits set; did you mean {}?",
+                pool.cidr,
+                pool.cidr.trunc()
+            ),
+        });
+    }
+    if pool.ipip_mode != EncapMode::Never && pool.vxlan_mode != EncapMode::Never {
+        problems.push(FieldProblem {
+            field: "",
+            reason: "ipipMode and vxlanMode cannot both be enabled; set one of them to Never"
+                .into(),
+        });
+    }
+    problems
+}
+
+/// Whether two pools share addresses: a route could not tell which pool's settings apply.
+pub fn pools_overlap(a: &IpPool, b: &IpPool) -> bool {
+    a.cidr.contains(&b.cidr.network()) || b.cidr.contains(&a.cidr.network())
+}
+
+/// What is wrong with a node's block given the cluster's pools: host bits, or no pool
+/// containing it (its pods would have no encapsulation or NAT settings).
+pub fn block_problems(cluster: &ClusterConfig, block: &Ipv4Net) -> Vec<FieldProblem> {
+    let mut problems = Vec::new();
+    if *block != block.trunc() {
+        problems.push(FieldProblem {
+            field: "blocks",
+            reason: format!("{block} has host bits set"),
+        });
+    }
+    if cluster.pool_of(block).is_none() {
+        problems.push(FieldProblem {
+            field: "blocks",
+            reason: format!("{block} lies in no IP pool"),
+        });
     }
     problems
 }

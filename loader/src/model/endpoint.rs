@@ -1,7 +1,9 @@
 //! Workload endpoints local to this node: the pods whose `cali*` interfaces the agent programs.
 //!
-//! Until a datastore feeds the agent, endpoints come from a JSON file:
-//! `{"endpoints":[{"name","namespace","node","iface","ipv4","mac","labels"}]}`.
+//! They come either from a JSON file,
+//! `{"endpoints":[{"name","namespace","node","iface","ipv4","mac","labels"}]}`, or from the
+//! datastore's `WorkloadEndpoint`s ([`super::from_resources`]); both go through
+//! [`EndpointChecker`].
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -70,42 +72,117 @@ pub fn parse_endpoints(text: &str) -> Result<Vec<LocalEndpoint>, EndpointsError>
     }
 }
 
-fn validate(endpoints: &[LocalEndpoint]) -> Vec<String> {
+/// Every consistency problem of an endpoints document, each prefixed with the path of the
+/// offending field (`endpoints[0] (default/a).iface: ...`). Empty when it can be used.
+pub fn validate(endpoints: &[LocalEndpoint]) -> Vec<String> {
     let mut problems = Vec::new();
-    let mut by_ip: HashMap<Ipv4Addr, String> = HashMap::new();
-    let mut by_iface: HashMap<&str, String> = HashMap::new();
+    let mut checker = EndpointChecker::default();
     for (index, endpoint) in endpoints.iter().enumerate() {
         let at = format!("endpoints[{index}] ({})", endpoint.key());
+        for problem in checker.problems(endpoint) {
+            problems.push(problem.at(&at));
+        }
+        // Recorded even when invalid, so that a later clash is reported too.
+        checker.record(endpoint);
+    }
+    problems
+}
+
+/// The field of a [`LocalEndpoint`] a problem is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndpointField {
+    /// `name` and `namespace`.
+    Identity,
+    /// `iface`.
+    Iface,
+    /// `ipv4`.
+    Ipv4,
+    /// `mac`.
+    Mac,
+}
+
+/// One problem with one endpoint, without the endpoint's path, so that the file and the
+/// datastore can each name the field in their own terms.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointProblem {
+    /// The field at fault.
+    pub field: EndpointField,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl EndpointProblem {
+    /// `<at>.<field>: <reason>` with the endpoints file's field names.
+    pub fn at(&self, at: &str) -> String {
+        let field = match self.field {
+            EndpointField::Identity => return format!("{at}: {}", self.reason),
+            EndpointField::Iface => "iface",
+            EndpointField::Ipv4 => "ipv4",
+            EndpointField::Mac => "mac",
+        };
+        format!("{at}.{field}: {}", self.reason)
+    }
+}
+
+/// Checks endpoints one at a time against those recorded before: two endpoints may not
+/// share an address (the dataplane routes it to one interface) nor an interface.
+#[derive(Debug, Default)]
+pub struct EndpointChecker {
+    by_ip: HashMap<Ipv4Addr, String>,
+    by_iface: HashMap<String, String>,
+}
+
+impl EndpointChecker {
+    /// What is wrong with `endpoint`, on its own and against the recorded endpoints.
+    pub fn problems(&self, endpoint: &LocalEndpoint) -> Vec<EndpointProblem> {
+        let mut problems = Vec::new();
+        let mut push = |field, reason| problems.push(EndpointProblem { field, reason });
         if endpoint.name.is_empty() || endpoint.namespace.is_empty() {
-            problems.push(format!("{at}: name and namespace must not be empty"));
+            push(
+                EndpointField::Identity,
+                "name and namespace must not be empty".into(),
+            );
         }
         if endpoint.iface.is_empty() || endpoint.iface.len() > MAX_IFACE_NAME_LEN {
-            problems.push(format!(
-                "{at}.iface: {:?} must be 1 to {MAX_IFACE_NAME_LEN} characters",
-                endpoint.iface
-            ));
+            push(
+                EndpointField::Iface,
+                format!(
+                    "{:?} must be 1 to {MAX_IFACE_NAME_LEN} characters",
+                    endpoint.iface
+                ),
+            );
         }
         let ip = endpoint.ipv4;
         if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || ip.is_loopback() {
-            problems.push(format!("{at}.ipv4: {ip} cannot be a pod address"));
+            push(EndpointField::Ipv4, format!("{ip} cannot be a pod address"));
         }
         if endpoint.mac.0[0] & 1 == 1 || endpoint.mac.0 == [0; 6] {
-            problems.push(format!(
-                "{at}.mac: {} is not a unicast address",
-                endpoint.mac
-            ));
+            push(
+                EndpointField::Mac,
+                format!("{} is not a unicast address", endpoint.mac),
+            );
         }
-        if let Some(other) = by_ip.insert(ip, endpoint.key()) {
-            problems.push(format!("{at}.ipv4: {ip} is also used by {other}"));
+        if let Some(other) = self.by_ip.get(&ip) {
+            push(EndpointField::Ipv4, format!("{ip} is also used by {other}"));
         }
-        if let Some(other) = by_iface.insert(&endpoint.iface, endpoint.key()) {
-            problems.push(format!(
-                "{at}.iface: {} is also used by {other}",
-                endpoint.iface
-            ));
+        if let Some(other) = self.by_iface.get(&endpoint.iface) {
+            push(
+                EndpointField::Iface,
+                format!("{} is also used by {other}", endpoint.iface),
+            );
         }
+        problems
     }
-    problems
+
+    /// Takes `endpoint`'s address and interface; the first endpoint to take one keeps it.
+    pub fn record(&mut self, endpoint: &LocalEndpoint) {
+        self.by_ip
+            .entry(endpoint.ipv4)
+            .or_insert_with(|| endpoint.key());
+        self.by_iface
+            .entry(endpoint.iface.clone())
+            .or_insert_with(|| endpoint.key());
+    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,12 @@
-//! Typed inputs of the agent.
+//! Typed inputs of the agent, their validation, and their translation from the datastore's
+//! resources.
 
 pub mod cluster;
 pub mod endpoint;
+pub mod from_resources;
 pub mod mac;
 
 pub use cluster::{parse_cluster, ClusterConfig, ClusterError, ClusterNode, EncapMode, IpPool};
 pub use endpoint::{parse_endpoints, EndpointsError, LocalEndpoint};
+pub use from_resources::{translate, ResourceCache, Translation};
 pub use mac::MacAddr;
