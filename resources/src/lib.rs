@@ -12,7 +12,9 @@
 //!   `tortiectl get` show the values in force; accessors such as
 //!   [`IpPoolSpec::block_size`] give them without changing the object.
 //! - Validate: [`validate()`], [`validate_all`] and [`validate_pool_against`] report every
-//!   problem with its field path and reason.
+//!   problem with its field path and reason (for selectors, a caret under the error).
+//! - Select: [`Selector`] parses, prints and evaluates Calico's label selector language;
+//!   [`LabelSelector::to_selector`] turns Kubernetes label selectors into it.
 //! - Store: [`Resource::key`], [`Kind::key`] and [`Kind::prefix`] give the etcd v3 layout.
 //! - Write: [`to_yaml`] and [`to_json`] print as calicoctl does.
 //!
@@ -58,6 +60,7 @@ pub mod node;
 pub mod policy;
 pub mod resource;
 pub mod rule;
+pub mod selector;
 pub mod validate;
 pub mod values;
 pub mod workload_endpoint;
@@ -85,6 +88,7 @@ pub use resource::{DecodeError, Resource};
 pub use rule::{
     EntityRule, IcmpFields, PolicyType, Rule, RuleAction, RuleMetadata, ServiceAccountMatch,
 };
+pub use selector::{LabelSource, Selector, SelectorError};
 pub use validate::{validate, validate_all, validate_pool_against, FieldError};
 pub use values::{AsNumber, Port, Protocol};
 pub use workload_endpoint::{

@@ -254,8 +254,8 @@ fn check_common(errs: &mut Errors, policy: CommonPolicy<'_>) {
             policy.service_account_selector,
         ),
     ] {
-        validate::check_selector(errs, path, selector);
-        validate::check_no_global(errs, path, selector);
+        let parsed = validate::check_selector(errs, path, selector);
+        validate::check_no_global(errs, path, parsed.as_ref());
     }
     rule::check_types(errs, "spec.types", policy.types);
     rule::check_rules(errs, "spec.ingress", policy.ingress);
@@ -299,16 +299,12 @@ impl GlobalNetworkPolicy {
                 egress: &spec.egress,
             },
         );
-        validate::check_selector(
+        let namespace_selector = validate::check_selector(
             errs,
             "spec.namespaceSelector",
             spec.namespace_selector.as_deref(),
         );
-        validate::check_no_global(
-            errs,
-            "spec.namespaceSelector",
-            spec.namespace_selector.as_deref(),
-        );
+        validate::check_no_global(errs, "spec.namespaceSelector", namespace_selector.as_ref());
         if spec.do_not_track && spec.pre_dnat {
             errs.push("spec.preDNAT", "preDNAT and doNotTrack cannot both be true");
         }

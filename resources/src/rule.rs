@@ -319,25 +319,18 @@ fn check_nets(errs: &mut Errors, path: &str, rule: &Rule) {
 }
 
 fn check_entity(errs: &mut Errors, path: &str, entity: &EntityRule) {
-    for (field, selector) in [
+    let [selector, not_selector, namespace_selector] = [
         ("selector", &entity.selector),
         ("notSelector", &entity.not_selector),
         ("namespaceSelector", &entity.namespace_selector),
-    ] {
-        validate::check_selector(errs, &format!("{path}.{field}"), selector.as_deref());
-    }
-    validate::check_no_global(
-        errs,
-        &format!("{path}.selector"),
-        entity.selector.as_deref(),
-    );
-    validate::check_no_global(
-        errs,
-        &format!("{path}.notSelector"),
-        entity.not_selector.as_deref(),
-    );
-    if let Some(ns) = &entity.namespace_selector {
-        if ns.contains("global(") && ns.trim() != "global()" {
+    ]
+    .map(|(field, selector)| {
+        validate::check_selector(errs, &format!("{path}.{field}"), selector.as_deref())
+    });
+    validate::check_no_global(errs, &format!("{path}.selector"), selector.as_ref());
+    validate::check_no_global(errs, &format!("{path}.notSelector"), not_selector.as_ref());
+    if let Some(ns) = &namespace_selector {
+        if ns.uses_global() && !ns.is_global() {
             errs.push(
                 format!("{path}.namespaceSelector"),
                 "global() cannot be combined with other selectors",

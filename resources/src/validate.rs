@@ -17,6 +17,7 @@ use ipnet::IpNet;
 
 use crate::ippool::IpPool;
 use crate::resource::Resource;
+use crate::selector::Selector;
 
 /// One problem found in a resource: which object, which field, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -317,22 +318,38 @@ pub(crate) fn check_annotations(
     }
 }
 
-/// A selector, when present, must be a non-empty expression. (Its syntax is checked by the
-/// selector parser, not here.)
-pub(crate) fn check_selector(errs: &mut Errors, path: &str, selector: Option<&str>) {
-    if let Some(selector) = selector {
-        if selector.trim().is_empty() {
-            errs.push(
-                path,
-                "must not be empty: write a selector such as all() or omit the field",
-            );
+/// Checks a selector field when present: it must be a valid Calico selector, and not
+/// empty (Calico reads an empty selector as `all()`, which is better written as such or
+/// by leaving the field out). A syntax error is reported with its position and a caret
+/// under the offending character.
+///
+/// Returns the parsed selector for further checks, or `None` when the field is absent or
+/// invalid (its error is already recorded).
+pub(crate) fn check_selector(
+    errs: &mut Errors,
+    path: &str,
+    selector: Option<&str>,
+) -> Option<Selector> {
+    let text = selector?;
+    if text.trim().is_empty() {
+        errs.push(
+            path,
+            "must not be empty: write a selector such as all() or omit the field",
+        );
+        return None;
+    }
+    match Selector::parse(text) {
+        Ok(selector) => Some(selector),
+        Err(error) => {
+            errs.push(path, error.to_string());
+            None
         }
     }
 }
 
 /// A Calico selector other than an EntityRule `namespaceSelector` must not use `global()`.
-pub(crate) fn check_no_global(errs: &mut Errors, path: &str, selector: Option<&str>) {
-    if selector.is_some_and(|s| s.contains("global()")) {
+pub(crate) fn check_no_global(errs: &mut Errors, path: &str, selector: Option<&Selector>) {
+    if selector.is_some_and(Selector::uses_global) {
         errs.push(
             path,
             "global() can only be used in a rule's namespaceSelector",

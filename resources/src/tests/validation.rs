@@ -521,3 +521,115 @@ fn valid_defaulted_resources_stay_valid() {
         }
     }
 }
+
+#[test]
+fn selector_syntax_errors_carry_the_field_and_a_caret() {
+    let pool = parse_one(
+        "\
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata:
+  name: rack-pool
+spec:
+  cidr: 10.66.0.0/16
+  nodeSelector: rack == r1
+",
+    );
+    assert_eq!(
+        errors_of(&pool),
+        vec![
+            "IPPool rack-pool: spec.nodeSelector: invalid selector at character 9: expected a \
+             quoted value after '==': values must be quoted, as in rack == \"r1\"\n  \
+             rack == r1\n          ^"
+        ]
+    );
+
+    let peer = parse_one(
+        "\
+apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata:
+  name: mesh
+spec:
+  nodeSelector: has(route-reflector
+  peerSelector: rr in {'a' 'b'}
+",
+    );
+    let messages = errors_of(&peer);
+    assert_eq!(messages.len(), 2, "{messages:#?}");
+    assert!(messages[0].starts_with(
+        "BGPPeer mesh: spec.nodeSelector: invalid selector at character 20: expected ')' to \
+         close has("
+    ));
+    assert!(messages[1].starts_with(
+        "BGPPeer mesh: spec.peerSelector: invalid selector at character 12: expected ',' or '}'"
+    ));
+}
+
+#[test]
+fn policy_selectors_are_parsed_not_searched_as_text() {
+    let gnp = parse_one(
+        "\
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata:
+  name: selectors
+spec:
+  selector: role == 'global()'
+  namespaceSelector: has(team) &&
+  serviceAccountSelector: global( )
+  ingress:
+    - action: Allow
+      source:
+        selector: app == 'web' app == 'db'
+        notSelector: Bad/key == 'x'
+        namespaceSelector: '!global()'
+        serviceAccounts:
+          selector: name in {'a', 'b'
+    - action: Allow
+      source:
+        namespaceSelector: global( )
+",
+    );
+    let p = "GlobalNetworkPolicy selectors";
+    let messages = errors_of(&gnp);
+    let heads: Vec<&str> = messages
+        .iter()
+        .map(|m| m.lines().next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        heads,
+        vec![
+            format!(
+                "{p}: spec.serviceAccountSelector: global() can only be used in a rule's \
+                 namespaceSelector"
+            ),
+            format!(
+                "{p}: spec.ingress[0].source.selector: invalid selector at character 14: \
+                 unexpected 'app' after a complete expression: join expressions with && or ||"
+            ),
+            format!(
+                "{p}: spec.ingress[0].source.notSelector: invalid selector at character 1: \
+                 invalid label key: key \"Bad/key\" has an invalid prefix \"Bad\": it must be a \
+                 DNS subdomain such as example.com"
+            ),
+            format!(
+                "{p}: spec.ingress[0].source.namespaceSelector: global() cannot be combined with \
+                 other selectors"
+            ),
+            format!(
+                "{p}: spec.ingress[0].source.serviceAccounts.selector: invalid selector at \
+                 character 18: expected ',' or '}}' in the set of values, found the end of the \
+                 selector"
+            ),
+            format!(
+                "{p}: spec.namespaceSelector: invalid selector at character 13: expected an \
+                 expression after '&&'"
+            ),
+        ]
+    );
+    assert_eq!(
+        messages[1].lines().skip(1).collect::<Vec<_>>(),
+        vec!["  app == 'web' app == 'db'", "               ^"]
+    );
+}
