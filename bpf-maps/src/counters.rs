@@ -28,6 +28,14 @@ pub enum Counter {
     Decapsulated = 7,
     /// Source-NATed to the node's address on the way out of the pools.
     NatOutgoing = 8,
+    /// A new flow that policy allowed (and conntrack now tracks).
+    PolicyAllowed = 9,
+    /// A packet of a tracked flow: policy skipped.
+    ConntrackHit = 10,
+    /// An ICMP error about a tracked flow, let through as related.
+    ConntrackRelated = 11,
+    /// A tracked flow re-checked against changed policy and still allowed.
+    ConntrackRechecked = 12,
     /// Dropped: truncated or inconsistent headers.
     DropMalformed = 16,
     /// Dropped: the pod sent from an address that is not its own.
@@ -50,11 +58,18 @@ pub enum Counter {
     DropRewriteFailed = 25,
     /// Dropped: a VXLAN packet with another VNI.
     DropWrongVni = 26,
+    /// Dropped: policy denies the flow (the rule is counted in `TORTIE_RULEHITS`).
+    DropPolicyDenied = 27,
+    /// Dropped: a tracked flow that changed policy no longer allows.
+    DropPolicyRevoked = 28,
+    /// Dropped: a non-first fragment of a datagram whose first fragment was not allowed (or
+    /// not seen).
+    DropFragmentUnknown = 29,
 }
 
 impl Counter {
     /// Every counter, in index order, for userspace listings.
-    pub const ALL: [Counter; 20] = [
+    pub const ALL: [Counter; 27] = [
         Counter::ForwardedLocal,
         Counter::PassedToHost,
         Counter::ArpReplied,
@@ -64,6 +79,10 @@ impl Counter {
         Counter::Encapsulated,
         Counter::Decapsulated,
         Counter::NatOutgoing,
+        Counter::PolicyAllowed,
+        Counter::ConntrackHit,
+        Counter::ConntrackRelated,
+        Counter::ConntrackRechecked,
         Counter::DropMalformed,
         Counter::DropSpoofedSource,
         Counter::DropUnknownWorkload,
@@ -75,6 +94,9 @@ impl Counter {
         Counter::DropNatPortsExhausted,
         Counter::DropRewriteFailed,
         Counter::DropWrongVni,
+        Counter::DropPolicyDenied,
+        Counter::DropPolicyRevoked,
+        Counter::DropFragmentUnknown,
     ];
 
     /// Stable, human-readable name (used by the CLI, metrics and logs).
@@ -89,6 +111,10 @@ impl Counter {
             Counter::Encapsulated => "encapsulated",
             Counter::Decapsulated => "decapsulated",
             Counter::NatOutgoing => "nat_outgoing",
+            Counter::PolicyAllowed => "policy_allowed",
+            Counter::ConntrackHit => "conntrack_hit",
+            Counter::ConntrackRelated => "conntrack_related",
+            Counter::ConntrackRechecked => "conntrack_rechecked",
             Counter::DropMalformed => "drop_malformed",
             Counter::DropSpoofedSource => "drop_spoofed_source",
             Counter::DropUnknownWorkload => "drop_unknown_workload",
@@ -100,6 +126,9 @@ impl Counter {
             Counter::DropRewriteFailed => "drop_rewrite_failed",
             Counter::DropNatPortsExhausted => "drop_nat_ports_exhausted",
             Counter::DropWrongVni => "drop_wrong_vni",
+            Counter::DropPolicyDenied => "drop_policy_denied",
+            Counter::DropPolicyRevoked => "drop_policy_revoked",
+            Counter::DropFragmentUnknown => "drop_fragment_unknown",
         }
     }
 
@@ -109,4 +138,4 @@ impl Counter {
     }
 }
 
-const _: () = assert!((Counter::DropWrongVni as u32) < COUNTER_SLOTS);
+const _: () = assert!((Counter::DropFragmentUnknown as u32) < COUNTER_SLOTS);

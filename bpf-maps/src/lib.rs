@@ -10,11 +10,12 @@
 
 pub mod counters;
 pub mod pins;
+pub mod policy;
 
 pub use counters::{Counter, COUNTER_SLOTS};
 
 /// Bumped whenever a key or value below changes size or meaning.
-pub const MAP_LAYOUT_VERSION: u32 = 2;
+pub const MAP_LAYOUT_VERSION: u32 = 3;
 
 /// Map names, as defined in the eBPF object and pinned on bpffs (at most 15 bytes: the kernel's
 /// `BPF_OBJ_NAME_LEN` minus the NUL).
@@ -29,8 +30,21 @@ pub mod map_names {
     pub const CONFIG: &str = "TORTIE_CONFIG";
     /// LRU hash: [`crate::NatKey`] → [`crate::NatValue`], both directions of natOutgoing flows.
     pub const NAT: &str = "TORTIE_NAT";
+    /// LPM trie: address prefix → [`crate::policy::IpCacheValue`] (the peer's identity).
+    pub const IPCACHE: &str = "TORTIE_IPCACHE";
+    /// LPM trie: [`crate::policy::PolicyKey`] → [`crate::policy::PolicyValue`].
+    pub const POLICY: &str = "TORTIE_POLICY";
+    /// LRU hash: [`crate::policy::CtKey`] → [`crate::policy::CtValue`].
+    pub const CONNTRACK: &str = "TORTIE_CT";
+    /// LRU hash: [`crate::policy::FragmentKey`] → [`crate::policy::FragmentValue`].
+    pub const FRAGMENTS: &str = "TORTIE_FRAGS";
+    /// Per-CPU array: packets decided by each policy rule, indexed by
+    /// [`crate::policy::PolicyValue::rule`].
+    pub const RULE_HITS: &str = "TORTIE_RULEHITS";
     /// Every map the agent pins, in creation order.
-    pub const ALL: [&str; 5] = [ROUTES, IFACES, COUNTERS, CONFIG, NAT];
+    pub const ALL: [&str; 10] = [
+        ROUTES, IFACES, COUNTERS, CONFIG, NAT, IPCACHE, POLICY, CONNTRACK, FRAGMENTS, RULE_HITS,
+    ];
 }
 
 /// Program names in the eBPF object, one per attach point.
@@ -55,6 +69,16 @@ pub mod capacity {
     pub const IFACES: u32 = 1 << 14;
     /// natOutgoing flows (two entries each).
     pub const NAT: u32 = 1 << 16;
+    /// Pod addresses and policy CIDRs.
+    pub const IPCACHE: u32 = 1 << 18;
+    /// Compiled policy entries (endpoint × direction × identity × protocol/port block).
+    pub const POLICY: u32 = 1 << 20;
+    /// Tracked connections.
+    pub const CONNTRACK: u32 = 1 << 19;
+    /// Fragmented datagrams in flight.
+    pub const FRAGMENTS: u32 = 1 << 13;
+    /// Distinct policy rules.
+    pub const RULE_HITS: u32 = 1 << 16;
 }
 
 /// Destination key of [`map_names::ROUTES`] (the data part of an LPM key): IPv4 address in
@@ -108,6 +132,10 @@ pub mod iface_flags {
     pub const HOST_UPLINK: u32 = 1 << 1;
     /// The workload has an IPv4 address programmed (`ipv4` is valid).
     pub const HAS_IPV4: u32 = 1 << 2;
+    /// Policies select this workload for ingress: new flows into it need an allow verdict.
+    pub const POLICED_INGRESS: u32 = 1 << 3;
+    /// Policies select this workload for egress: new flows out of it need an allow verdict.
+    pub const POLICED_EGRESS: u32 = 1 << 4;
 }
 
 /// Value of [`map_names::IFACES`]: what the programs need to know about an interface.
@@ -156,9 +184,12 @@ pub struct NodeConfig {
     pub nat_port_max: u16,
     /// Source MAC of the inner Ethernet header of VXLAN frames.
     pub vxlan_mac: [u8; 6],
+    /// Bumped by the agent whenever compiled policy changes: a tracked flow allowed under an
+    /// older epoch is judged again before its next packet passes.
+    pub policy_epoch: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<NodeConfig>() == 28);
+const _: () = assert!(core::mem::size_of::<NodeConfig>() == 32);
 
 /// Key of [`map_names::NAT`]: one direction of a flow, as seen on the wire.
 #[repr(C)]
@@ -220,4 +251,11 @@ mod user {
     unsafe impl aya::Pod for super::NodeConfig {}
     unsafe impl aya::Pod for super::NatKey {}
     unsafe impl aya::Pod for super::NatValue {}
+    unsafe impl aya::Pod for super::policy::IpCacheValue {}
+    unsafe impl aya::Pod for super::policy::PolicyKey {}
+    unsafe impl aya::Pod for super::policy::PolicyValue {}
+    unsafe impl aya::Pod for super::policy::CtKey {}
+    unsafe impl aya::Pod for super::policy::CtValue {}
+    unsafe impl aya::Pod for super::policy::FragmentKey {}
+    unsafe impl aya::Pod for super::policy::FragmentValue {}
 }

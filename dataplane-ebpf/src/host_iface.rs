@@ -5,10 +5,11 @@ use aya_ebpf::programs::TcContext;
 use bpf_maps::{route_flags, Counter};
 
 use crate::{
+    flow::read_flow,
     forward::{deliver_to_local_workload, is_tunneled_workload, to_fabric},
     headers::{ether_type, read_ipv4, ETH_P_IP},
     maps::{node_config, route_lookup},
-    nat,
+    nat, policy,
     tunnel::{self, Decap},
     verdict::Verdict,
 };
@@ -48,7 +49,12 @@ pub fn from_host_iface(ctx: &TcContext) -> Verdict {
     }
     match route_lookup(ip.dst) {
         Some(route) if route.flags & route_flags::LOCAL_WORKLOAD != 0 => {
-            deliver_to_local_workload(ctx, route.ifindex)
+            // The destination pod's ingress policy, also for traffic that came encapsulated.
+            let admitted = read_flow(ctx, &ip).and_then(|flow| policy::admit(ctx, &flow));
+            match admitted {
+                Ok(()) => deliver_to_local_workload(ctx, route.ifindex),
+                Err(reason) => Verdict::Drop(reason),
+            }
         }
         _ => Verdict::Pass(Counter::UplinkPassed),
     }

@@ -2,26 +2,28 @@
 //!
 //! | program            | attach point                 | job                                       |
 //! |--------------------|------------------------------|-------------------------------------------|
-//! | `tortie_from_wep`  | ingress of host-side `cali*` | ARP answer, anti-spoof, route, encap, NAT |
-//! | `tortie_to_wep`    | egress of host-side `cali*`  | traffic entering a pod from the host      |
-//! | `tortie_from_hep`  | ingress of the uplink        | decap, natOutgoing replies, delivery      |
+//! | `tortie_from_wep`  | ingress of host-side `cali*` | ARP answer, anti-spoof, policy + conntrack, route, encap, NAT |
+//! | `tortie_to_wep`    | egress of host-side `cali*`  | host → pod traffic: the pod's ingress policy |
+//! | `tortie_from_hep`  | ingress of the uplink        | decap, natOutgoing replies, ingress policy, delivery |
 //! | `tortie_to_hep`    | egress of the uplink         | the host's own traffic into tunnels       |
 #![no_std]
 #![no_main]
 
 mod arp;
+mod conntrack;
+mod flow;
 mod forward;
 mod headers;
 mod host_iface;
 mod maps;
 mod nat;
+mod policy;
 mod tunnel;
 mod verdict;
 mod workload;
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
-use bpf_maps::Counter;
-use verdict::{finish, Verdict};
+use verdict::finish;
 
 /// Ingress of a host-side workload interface: everything a pod sends starts here.
 #[classifier]
@@ -33,8 +35,8 @@ pub fn tortie_from_wep(ctx: TcContext) -> i32 {
 
 /// Egress of a host-side workload interface: traffic the host stack sends into a pod.
 #[classifier]
-pub fn tortie_to_wep(_ctx: TcContext) -> i32 {
-    finish(Verdict::Pass(Counter::ToWorkload))
+pub fn tortie_to_wep(ctx: TcContext) -> i32 {
+    finish(workload::to_workload(&ctx))
 }
 
 /// Ingress of the host uplink: tunnels from other nodes, plain traffic for local pods,

@@ -6,8 +6,10 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use bpf_maps::{
-    capacity, node_flags, Counter, IfaceKey, IfaceValue, NatKey, NatValue, NodeConfig, RouteAddr,
-    RouteValue, COUNTER_SLOTS,
+    capacity, node_flags,
+    policy::{CtKey, CtValue, FragmentKey, FragmentValue, IpCacheValue, PolicyKey, PolicyValue},
+    Counter, IfaceKey, IfaceValue, NatKey, NatValue, NodeConfig, RouteAddr, RouteValue,
+    COUNTER_SLOTS,
 };
 
 #[btf_map]
@@ -26,6 +28,34 @@ pub static TORTIE_CONFIG: Array<NodeConfig, 1> = Array::new();
 
 #[btf_map]
 pub static TORTIE_NAT: LruHashMap<NatKey, NatValue, { capacity::NAT as usize }> = LruHashMap::new();
+
+#[btf_map]
+pub static TORTIE_IPCACHE: LpmTrie<RouteAddr, IpCacheValue, { capacity::IPCACHE as usize }> =
+    LpmTrie::new();
+
+#[btf_map]
+pub static TORTIE_POLICY: LpmTrie<PolicyKey, PolicyValue, { capacity::POLICY as usize }> =
+    LpmTrie::new();
+
+#[btf_map]
+pub static TORTIE_CT: LruHashMap<CtKey, CtValue, { capacity::CONNTRACK as usize }> =
+    LruHashMap::new();
+
+#[btf_map]
+pub static TORTIE_FRAGS: LruHashMap<FragmentKey, FragmentValue, { capacity::FRAGMENTS as usize }> =
+    LruHashMap::new();
+
+#[btf_map]
+pub static TORTIE_RULEHITS: PerCpuArray<u64, { capacity::RULE_HITS as usize }> = PerCpuArray::new();
+
+/// Adds one to the hit count of policy rule `rule` on this CPU.
+#[inline(always)]
+pub fn count_rule(rule: u32) {
+    if let Some(slot) = TORTIE_RULEHITS.get_ptr_mut(rule) {
+        // SAFETY: per-CPU slot, and TC programs do not preempt each other on one CPU.
+        unsafe { *slot += 1 };
+    }
+}
 
 /// This node's configuration, once the agent has written it.
 #[inline(always)]

@@ -5,12 +5,33 @@ use bpf_maps::{iface_flags, route_flags, Counter, IfaceValue};
 
 use crate::{
     arp,
+    flow::read_flow,
     forward::{deliver_to_local_workload, to_remote_host, to_remote_workload},
     headers::{ether_type, read_ipv4, ETH_P_ARP, ETH_P_IP},
     maps::{iface_lookup, node_config, route_lookup},
-    nat,
+    nat, policy,
     verdict::Verdict,
 };
+
+/// Decides what happens to a frame the host stack sends into a pod (TC egress of its
+/// `cali*` interface): the pod's ingress policy applies; pods on this node and tunnels reach
+/// it through the other programs, which redirect past this hook.
+#[inline(always)]
+pub fn to_workload(ctx: &TcContext) -> Verdict {
+    if ether_type(ctx) != Some(ETH_P_IP) {
+        return Verdict::Pass(Counter::ToWorkload);
+    }
+    let Some(ip) = read_ipv4(ctx) else {
+        return Verdict::Drop(Counter::DropMalformed);
+    };
+    if !ip.is_well_formed(ctx.len()) {
+        return Verdict::Drop(Counter::DropMalformed);
+    }
+    match read_flow(ctx, &ip).and_then(|flow| policy::admit(ctx, &flow)) {
+        Ok(()) => Verdict::Pass(Counter::ToWorkload),
+        Err(reason) => Verdict::Drop(reason),
+    }
+}
 
 /// Decides what happens to a frame the pod behind `ifindex` sent.
 #[inline(always)]
@@ -42,6 +63,12 @@ fn ipv4_from_workload(ctx: &TcContext, iface: &IfaceValue) -> Verdict {
     }
     if iface.flags & iface_flags::HAS_IPV4 == 0 || ip.src != iface.ipv4 {
         return Verdict::Drop(Counter::DropSpoofedSource);
+    }
+    // Policy (the pod's egress, and the ingress of a destination pod on this node) before
+    // any forwarding decision, so no path can skip it.
+    let admitted = read_flow(ctx, &ip).and_then(|flow| policy::admit(ctx, &flow));
+    if let Err(reason) = admitted {
+        return Verdict::Drop(reason);
     }
 
     let route = route_lookup(ip.dst);

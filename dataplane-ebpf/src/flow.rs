@@ -1,0 +1,190 @@
+//! The transport-level identity of an IPv4 packet: protocol, ports (or ICMP type, code and
+//! echo id), TCP flags, and what a fragment belongs to.
+//!
+//! Fields are read with `bpf_skb_load_bytes` at the offset the IP header length gives, so IP
+//! options shift the transport header instead of being misread as ports. A non-first fragment
+//! has no transport header: it takes the ports its datagram's first fragment was allowed with
+//! (recorded in `TORTIE_FRAGS`), or is dropped.
+
+use aya_ebpf::programs::TcContext;
+use bpf_maps::{
+    policy::{FragmentKey, FragmentValue},
+    Counter,
+};
+
+use crate::{
+    headers::{Ipv4Summary, ETH_HLEN, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
+    maps::TORTIE_FRAGS,
+};
+
+/// SCTP's protocol number.
+pub const IPPROTO_SCTP: u8 = 132;
+/// "More fragments" in `frag_off` (host byte order).
+const IP_MF: u16 = 0x2000;
+/// Fragment offset bits of `frag_off`.
+const IP_OFFSET: u16 = 0x1fff;
+
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+
+pub const ICMP_ECHO_REPLY: u8 = 0;
+pub const ICMP_DEST_UNREACH: u8 = 3;
+pub const ICMP_ECHO_REQUEST: u8 = 8;
+pub const ICMP_TIME_EXCEEDED: u8 = 11;
+pub const ICMP_PARAMETER_PROBLEM: u8 = 12;
+
+/// One packet's flow, as conntrack and policy see it.
+#[derive(Clone, Copy)]
+pub struct Flow {
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    /// Source port, or ICMP echo identifier (network byte order); 0 when there is none.
+    pub src_port: u16,
+    /// Destination port, or ICMP echo identifier (network byte order); 0 when there is none.
+    pub dst_port: u16,
+    pub protocol: u8,
+    /// TCP flags (0 for other protocols).
+    pub tcp_flags: u8,
+    /// What policy matches ports against: the destination port in host order, or
+    /// `type << 8 | code` for ICMP.
+    pub policy_port: u16,
+    /// ICMP type (0 for other protocols).
+    pub icmp_type: u8,
+    /// Offset of the transport header in the frame.
+    pub l4_offset: usize,
+    /// The packet is the first fragment of a fragmented datagram.
+    pub first_fragment: bool,
+    /// IP identification, for fragment tracking.
+    pub ip_id: u16,
+}
+
+/// Reads the flow of `ip`. Non-first fragments of unknown datagrams are refused.
+#[inline(always)]
+pub fn read_flow(ctx: &TcContext, ip: &Ipv4Summary) -> Result<Flow, Counter> {
+    let l4_offset = ETH_HLEN + ip.header_len() as usize;
+    let ip_id: u16 = ctx.load(ETH_HLEN + 4).map_err(|_| Counter::DropMalformed)?;
+    let mut flow = Flow {
+        src: ip.src,
+        dst: ip.dst,
+        src_port: 0,
+        dst_port: 0,
+        protocol: ip.protocol,
+        tcp_flags: 0,
+        policy_port: 0,
+        icmp_type: 0,
+        l4_offset,
+        first_fragment: ip.frag_off & IP_MF != 0 && ip.frag_off & IP_OFFSET == 0,
+        ip_id,
+    };
+    if ip.frag_off & IP_OFFSET != 0 {
+        let key = fragment_key(&flow);
+        // SAFETY: copied out at once.
+        let Some(ports) = (unsafe { TORTIE_FRAGS.get(&key).copied() }) else {
+            return Err(Counter::DropFragmentUnknown);
+        };
+        flow.src_port = ports.src_port;
+        flow.dst_port = ports.dst_port;
+        flow.policy_port = u16::from_be(ports.dst_port);
+        return Ok(flow);
+    }
+    match ip.protocol {
+        IPPROTO_TCP => {
+            let header: [u8; 14] = ctx.load(l4_offset).map_err(|_| Counter::DropMalformed)?;
+            flow.src_port = u16::from_ne_bytes([header[0], header[1]]);
+            flow.dst_port = u16::from_ne_bytes([header[2], header[3]]);
+            flow.tcp_flags = header[13];
+        }
+        IPPROTO_UDP | IPPROTO_SCTP => {
+            let ports: [u16; 2] = ctx.load(l4_offset).map_err(|_| Counter::DropMalformed)?;
+            flow.src_port = ports[0];
+            flow.dst_port = ports[1];
+        }
+        IPPROTO_ICMP => {
+            let header: [u8; 8] = ctx.load(l4_offset).map_err(|_| Counter::DropMalformed)?;
+            flow.icmp_type = header[0];
+            flow.policy_port = u16::from_be_bytes([header[0], header[1]]);
+            if header[0] == ICMP_ECHO_REQUEST || header[0] == ICMP_ECHO_REPLY {
+                // Request and reply share the identifier: both directions find one entry.
+                let id = u16::from_ne_bytes([header[4], header[5]]);
+                flow.src_port = id;
+                flow.dst_port = id;
+            }
+            return Ok(flow);
+        }
+        _ => return Ok(flow),
+    }
+    flow.policy_port = u16::from_be(flow.dst_port);
+    Ok(flow)
+}
+
+/// Whether an ICMP type reports an error about another packet (which it quotes).
+#[inline(always)]
+pub fn is_icmp_error(icmp_type: u8) -> bool {
+    matches!(
+        icmp_type,
+        ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED | ICMP_PARAMETER_PROBLEM
+    )
+}
+
+/// The flow of the packet an ICMP error quotes, seen from the error's direction (its source
+/// and destination swapped back), or `None` when the quote is truncated.
+#[inline(always)]
+pub fn quoted_flow(ctx: &TcContext, flow: &Flow) -> Option<Flow> {
+    let inner_offset = flow.l4_offset + 8;
+    let header: [u8; 20] = ctx.load(inner_offset).ok()?;
+    let inner_header_len = ((header[0] & 0x0f) as usize) * 4;
+    if header[0] >> 4 != 4 || inner_header_len < 20 {
+        return None;
+    }
+    let protocol = header[9];
+    let ports: [u16; 2] = match protocol {
+        IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP => {
+            ctx.load(inner_offset + inner_header_len).ok()?
+        }
+        IPPROTO_ICMP => {
+            let icmp: [u8; 8] = ctx.load(inner_offset + inner_header_len).ok()?;
+            let id = u16::from_ne_bytes([icmp[4], icmp[5]]);
+            [id, id]
+        }
+        _ => [0, 0],
+    };
+    Some(Flow {
+        src: [header[12], header[13], header[14], header[15]],
+        dst: [header[16], header[17], header[18], header[19]],
+        src_port: ports[0],
+        dst_port: ports[1],
+        protocol,
+        tcp_flags: 0,
+        policy_port: u16::from_be(ports[1]),
+        icmp_type: 0,
+        l4_offset: inner_offset + inner_header_len,
+        first_fragment: false,
+        ip_id: 0,
+    })
+}
+
+/// Remembers the ports of an allowed first fragment for the datagram's later fragments.
+#[inline(always)]
+pub fn remember_fragment(flow: &Flow) {
+    if !flow.first_fragment {
+        return;
+    }
+    let value = FragmentValue {
+        src_port: flow.src_port,
+        dst_port: flow.dst_port,
+    };
+    // A full table evicts the oldest datagram (LRU); its later fragments are then dropped.
+    let _ = TORTIE_FRAGS.insert(&fragment_key(flow), &value, 0);
+}
+
+#[inline(always)]
+fn fragment_key(flow: &Flow) -> FragmentKey {
+    FragmentKey {
+        src: flow.src,
+        dst: flow.dst,
+        id: flow.ip_id,
+        protocol: flow.protocol,
+        _pad: 0,
+    }
+}
