@@ -165,8 +165,10 @@ pub fn initial_resources(spec: &LabSpec, nodes: &[Node], pods: &[Pod]) -> String
 /// The Kubernetes pod record of `pod` (name, namespace, node, labels).
 pub fn pod_record(pod: &Pod) -> String {
     let mut labels = String::new();
+    // JSON strings are YAML strings: quoting keeps `round: 0` a string, as labels must be.
+    let quote = |text: &str| serde_json::to_string(text).unwrap_or_default();
     for (key, value) in &pod.labels {
-        labels.push_str(&format!("    {key}: {value}\n"));
+        labels.push_str(&format!("    {}: {}\n", quote(key), quote(value)));
     }
     if labels.is_empty() {
         labels.push_str("    {}\n");

@@ -47,7 +47,7 @@ fn workload_endpoint_ips(lab: &Lab) -> BTreeSet<String> {
     let json: Value = serde_json::from_str(&tortiectl(
         lab,
         "node-0",
-        &["get", "workloadendpoints", "-o", "json"],
+        &["get", "workloadendpoints", "--all-namespaces", "-o", "json"],
     ))
     .unwrap_or_else(|err| panic!("tortiectl printed no JSON: {err}"));
     let items = match &json {
