@@ -1,5 +1,7 @@
-//! `tortiectl`: Calico-compatible resources and IPAM in tortie's datastore.
+//! `tortiectl`: Calico-compatible resources and IPAM in tortie's datastore, and the
+//! dataplane's pinned eBPF maps on a node ([`bpf`]).
 
+pub mod bpf;
 pub mod ipam;
 pub mod store;
 

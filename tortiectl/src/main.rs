@@ -13,7 +13,7 @@ use tortiectl::{ipam, ResourceStore};
 #[command(
     name = "tortiectl",
     version,
-    about = "Manage tortie's Calico-compatible resources and IPAM"
+    about = "Manage tortie's Calico-compatible resources and IPAM, and inspect the dataplane"
 )]
 struct Cli {
     #[command(flatten)]
@@ -100,6 +100,8 @@ enum Command {
         #[arg(short, long, value_enum, default_value_t = Output::Ps)]
         output: Output,
     },
+    /// Inspect this node's eBPF dataplane maps (needs root).
+    Bpf(tortiectl::bpf::BpfArgs),
     /// IP address management.
     Ipam {
         #[command(subcommand)]
@@ -208,6 +210,10 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Version => {
             println!("tortiectl {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Bpf(args) => {
+            print!("{}", tortiectl::bpf::run(&args)?);
             Ok(())
         }
         Command::Validate(files) => {

@@ -3,6 +3,7 @@
 
 pub mod attach;
 pub mod bpffs;
+pub mod conntrack_gc;
 pub mod load;
 pub mod maps;
 pub mod netlink;
