@@ -88,7 +88,7 @@ pub fn create(key: &CtKey, flow: &Flow, src_is_a: bool, epoch: u32) {
         packets: 1,
     };
     // LRU: never fails for lack of room, the least recently used flow makes way.
-    let _ = TORTIE_CT.insert(key, &value, 0);
+    let _ = TORTIE_CT.insert(key, value, 0);
 }
 
 /// Forgets a flow (policy no longer allows it).

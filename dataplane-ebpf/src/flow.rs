@@ -80,7 +80,7 @@ pub fn read_flow(ctx: &TcContext, ip: &Ipv4Summary) -> Result<Flow, Counter> {
     if ip.frag_off & IP_OFFSET != 0 {
         let key = fragment_key(&flow);
         // SAFETY: copied out at once.
-        let Some(ports) = (unsafe { TORTIE_FRAGS.get(&key).copied() }) else {
+        let Some(ports) = (unsafe { TORTIE_FRAGS.get(key).copied() }) else {
             return Err(Counter::DropFragmentUnknown);
         };
         flow.src_port = ports.src_port;
@@ -175,7 +175,7 @@ pub fn remember_fragment(flow: &Flow) {
         dst_port: flow.dst_port,
     };
     // A full table evicts the oldest datagram (LRU); its later fragments are then dropped.
-    let _ = TORTIE_FRAGS.insert(&fragment_key(flow), &value, 0);
+    let _ = TORTIE_FRAGS.insert(fragment_key(flow), value, 0);
 }
 
 #[inline(always)]
