@@ -30,6 +30,7 @@ use crate::{
     sync::{
         attach::{self, IfaceRole},
         bpffs,
+        conntrack_gc::{self, ConntrackGc, CtTimeouts},
         load::{self, Capacities},
         maps::DataplaneMaps,
         netlink::{self, LinkEvent},
@@ -212,6 +213,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
             .with_context(|| format!("writing ready file {}", ready.display()))?;
     }
     tracing::info!(node = %agent.config.node_name, pin_root = %agent.config.pin_root.display(), "dataplane ready");
+    spawn_conntrack_gc(&agent.config.pin_root)?;
 
     let mut tick = tokio::time::interval(agent.config.resync_interval);
     loop {
@@ -233,6 +235,46 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         }
     }
     tracing::info!("stopping; programs, maps and routes stay in place");
+    Ok(())
+}
+
+/// Expires idle conntrack and natOutgoing entries every [`conntrack_gc::INTERVAL`], on the
+/// blocking pool (a sweep walks whole maps), for as long as the agent runs.
+fn spawn_conntrack_gc(pin_root: &Path) -> Result<()> {
+    let gc = ConntrackGc::open_pinned(&load::maps_dir(pin_root), CtTimeouts::default())
+        .context("opening the conntrack maps for expiry")?;
+    tokio::spawn(async move {
+        let mut gc = Some(gc);
+        let mut interval = tokio::time::interval(conntrack_gc::INTERVAL);
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            let Some(mut sweeper) = gc.take() else { break };
+            let swept = tokio::task::spawn_blocking(move || {
+                let stats = sweeper.collect_now();
+                (sweeper, stats)
+            })
+            .await;
+            match swept {
+                Ok((sweeper, stats)) => {
+                    gc = Some(sweeper);
+                    match stats {
+                        Ok(stats)
+                            if stats.conntrack_removed.total() + stats.nat_removed.total() > 0 =>
+                        {
+                            tracing::info!("conntrack expiry: {stats}")
+                        }
+                        Ok(stats) => tracing::debug!("conntrack expiry: {stats}"),
+                        Err(error) => tracing::warn!("conntrack expiry failed: {error:#}"),
+                    }
+                }
+                Err(error) => {
+                    tracing::error!("conntrack expiry stopped: {error}");
+                    break;
+                }
+            }
+        }
+    });
     Ok(())
 }
 

@@ -397,6 +397,10 @@ impl Lab {
             .ok_or_else(|| anyhow!("no command given to run in {target}"))?;
         let ns = self.netns_of(target)?;
         let mut command = nsenter_command(&ns, *program, args);
+        if let Some(node) = self.node(target) {
+            // `lab exec node-0 -- tortiectl bpf routes` reads that node's maps.
+            command.env("TORTIE_PIN_ROOT", &node.pin_root);
+        }
         if self.state.datastore == DatastoreMode::Etcd {
             // `lab exec node-0 -- tortiectl get nodes` just works: the lab's binaries come
             // first on PATH and the datastore is the lab's etcd.
