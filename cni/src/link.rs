@@ -324,6 +324,26 @@ pub async fn configure_pod_side(
         netns,
     )
     .await?;
+    // The gateway's MAC never changes (every host side has the same one), so the pod needs
+    // no ARP for it: its first packet leaves at once instead of waiting for an ARP answer
+    // that only comes once the agent has programmed the interface (a lost first ARP costs a
+    // one-second retransmit).
+    handle
+        .neighbours()
+        .add(moved.index, POD_GATEWAY.into())
+        .link_layer_address(&HOST_SIDE_MAC)
+        .replace()
+        .execute()
+        .await
+        .map_err(|e| {
+            LinkError::netlink(
+                format!(
+                    "add permanent neighbour {POD_GATEWAY} lladdr {} on {ifname} in netns {netns}",
+                    format_mac(&HOST_SIDE_MAC)
+                ),
+                e,
+            )
+        })?;
     let configured = find_link(handle, ifname, netns).await?;
     configured.and_then(|l| l.mac).ok_or_else(|| {
         LinkError::other(

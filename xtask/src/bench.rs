@@ -232,7 +232,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("`cargo xtask bench` loads BPF programs and needs root");
     }
-    let artifacts = build::all()?;
+    let artifacts = build::all_release()?;
     let object = artifacts.bpf_object.clone();
     pin_to_cpu(BENCH_CPU)?;
     let route_counts = [10usize, 1_000, 100_000];

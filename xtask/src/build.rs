@@ -79,25 +79,44 @@ pub fn ebpf() -> Result<PathBuf> {
     Ok(object)
 }
 
-/// Builds the eBPF object and every userspace binary.
+/// Builds the eBPF object and every userspace binary (debug profile).
 pub fn all() -> Result<Artifacts> {
+    build_all(false)
+}
+
+/// Builds the eBPF object and every userspace binary with optimisations, as shipped: what
+/// benchmarks measure.
+pub fn all_release() -> Result<Artifacts> {
+    build_all(true)
+}
+
+fn build_all(release: bool) -> Result<Artifacts> {
     let bpf_object = ebpf()?;
-    eprintln!("==> building tortie binaries");
+    let profile = if release { "release" } else { "debug" };
+    eprintln!("==> building tortie binaries ({profile})");
+    let mut command = cargo(None);
+    command.args([
+        "build",
+        "--bins",
+        "-p",
+        "tortie",
+        "-p",
+        "tortiectl",
+        "-p",
+        "tortie-cni",
+    ]);
+    if release {
+        command.arg("--release");
+    }
     run_step(
-        cargo(None).args([
-            "build",
-            "--bins",
-            "-p",
-            "tortie",
-            "-p",
-            "tortiectl",
-            "-p",
-            "tortie-cni",
-        ]),
+        &mut command,
         "building tortie-agent, tortiectl and tortie-cni",
     )?;
     Ok(Artifacts {
-        agent_bin: workspace_root().join("target/debug/tortie-agent"),
+        agent_bin: workspace_root()
+            .join("target")
+            .join(profile)
+            .join("tortie-agent"),
         bpf_object,
     })
 }

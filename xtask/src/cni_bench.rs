@@ -7,7 +7,8 @@
 //! "Ready" is the time from ADD returning until the new pod gets its first echo reply from the
 //! target pod: `ping -c 1 -w 5 -i 0.002` keeps sending every 2 ms and exits at the first
 //! reply, so the figure includes starting ping in the pod's namespace (a few ms) and is an
-//! upper bound of the agent's own reaction. Every pod is deleted (CNI DEL) at the end.
+//! upper bound of the agent's own reaction. Every pod is deleted (CNI DEL) at the end. The
+//! binaries are release builds, as shipped.
 
 use std::fmt::Write as _;
 use std::process::Stdio;
