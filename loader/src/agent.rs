@@ -23,9 +23,11 @@ use tokio::{
     sync::watch,
 };
 
+use tortie_policy::CompiledPolicy;
+
 use crate::{
-    calc::{desired_state, CalcInputs, HostInterface},
-    model::{parse_cluster, parse_endpoints, ClusterConfig, LocalEndpoint},
+    calc::{self, desired_state, policy::PolicyAllocators, CalcInputs, HostInterface},
+    model::{parse_cluster, parse_endpoints, ClusterConfig, LocalEndpoint, PolicyInputs},
     source::{ConnectionState, DatastoreSource, DatastoreSourceConfig, Inputs},
     sync::{
         attach::{self, IfaceRole},
@@ -187,6 +189,8 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         maps,
         netlink,
         attached: BTreeMap::new(),
+        policy_allocators: PolicyAllocators::default(),
+        compiled: None,
     };
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -326,6 +330,18 @@ impl InputSource {
         }
     }
 
+    /// The policy inputs and a token that changes whenever they may have: files carry no
+    /// policy; datastore inputs are shared and replaced whole, so their address tells.
+    fn policy(&self) -> (Option<&PolicyInputs>, usize) {
+        match self {
+            InputSource::Files { .. } => (None, 0),
+            InputSource::Datastore { current, .. } => match current {
+                Some(inputs) => (Some(&inputs.policy), Arc::as_ptr(inputs) as usize),
+                None => (None, 0),
+            },
+        }
+    }
+
     fn cluster(&self) -> Option<&ClusterConfig> {
         match self {
             InputSource::Files { cluster, .. } => cluster.current(),
@@ -389,6 +405,10 @@ struct Agent {
     inputs: InputSource,
     /// Interfaces we attached to: index → name.
     attached: BTreeMap<u32, String>,
+    /// Identity and rule numbering, stable across compilations.
+    policy_allocators: PolicyAllocators,
+    /// The last compilation and what it was made from (inputs token, local interfaces).
+    compiled: Option<(usize, BTreeMap<String, u32>, CompiledPolicy)>,
 }
 
 impl Agent {
@@ -467,7 +487,7 @@ impl Agent {
         }
         let routes = netlink::ipv4_routes(&self.netlink).await?;
         let default_gateway = netlink::default_gateway(&routes);
-        let desired = desired_state(&CalcInputs {
+        let calc_inputs = CalcInputs {
             node_name: &self.config.node_name,
             endpoints: self.inputs.endpoints(),
             interfaces: &interfaces,
@@ -475,7 +495,42 @@ impl Agent {
             uplink_addrs: &uplink_addrs,
             default_gateway,
             cluster: self.inputs.cluster(),
-        });
+        };
+        let mut desired = desired_state(&calc_inputs);
+        // Compiling is the expensive step: only when the inputs or the local interfaces
+        // (which policy entries are keyed by) changed.
+        let (policy_inputs, token) = self.inputs.policy();
+        let local_interfaces: BTreeMap<String, u32> = interfaces
+            .iter()
+            .filter(|iface| iface.name.starts_with(&self.config.workload_prefix))
+            .map(|iface| (iface.name.clone(), iface.index))
+            .collect();
+        let fresh = matches!(&self.compiled, Some((t, ifaces, _)) if *t == token && *ifaces == local_interfaces);
+        if !fresh {
+            let started = std::time::Instant::now();
+            let empty = PolicyInputs::default();
+            let compiled = calc::policy::compile_for_node(
+                policy_inputs.unwrap_or(&empty),
+                &calc_inputs,
+                &mut self.policy_allocators,
+            );
+            for error in &compiled.errors {
+                tracing::error!("policy not applied: {error}");
+            }
+            for warning in &compiled.warnings {
+                tracing::warn!("policy: {warning}");
+            }
+            tracing::debug!(
+                entries = compiled.entries.len(),
+                identities = compiled.ipcache.len(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "policy compiled"
+            );
+            self.compiled = Some((token, local_interfaces, compiled));
+        }
+        if let Some((_, _, compiled)) = &self.compiled {
+            calc::policy::add_to_desired(&mut desired, compiled);
+        }
         for pod in &desired.missing_interfaces {
             tracing::debug!(%pod, "endpoint waits for its interface");
         }

@@ -297,3 +297,131 @@ mod ipnet_like {
         }
     }
 }
+
+const DENY_ALL_INGRESS: &str = "apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: default-deny-ingress
+  namespace: default
+spec:
+  podSelector: {}
+  policyTypes:
+  - Ingress
+";
+
+const ALLOW_0_0_TO_1_0: &str = "apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: allow-pod-0-0
+  namespace: default
+spec:
+  podSelector:
+    matchLabels:
+      app: pod-1-0
+  ingress:
+  - from:
+    - podSelector:
+        matchLabels:
+          app: pod-0-0
+";
+
+/// Writes `yaml` into the lab's state dir and runs `tortiectl <verb> -f` on it.
+fn tortiectl_file(lab: &Lab, verb: &str, name: &str, yaml: &str) {
+    let path = lab.state_dir().join(name);
+    std::fs::write(&path, yaml).unwrap_or_else(|err| panic!("writing {}: {err}", path.display()));
+    let file = path.display().to_string();
+    tortiectl(lab, "node-0", &[verb, "-f", &file]);
+}
+
+/// Which ordered pod pairs answer a ping, as "a→b" strings.
+fn reachable_pairs(lab: &Lab) -> BTreeSet<String> {
+    lab.connectivity_matrix()
+        .into_iter()
+        .filter(|(_, _, ok)| *ok)
+        .map(|(a, b, _)| format!("{a}→{b}"))
+        .collect()
+}
+
+#[test]
+fn policy_from_the_datastore_is_enforced_and_revokes_established_flows() {
+    if harness::skip_unless_root(
+        "policy_from_the_datastore_is_enforced_and_revokes_established_flows",
+    ) {
+        return;
+    }
+    let lab = lab_up("pol", 2, 2);
+    let everyone = reachable_pairs(&lab);
+    assert_eq!(
+        everyone.len(),
+        12,
+        "without policy every pair talks: {everyone:?}"
+    );
+
+    tortiectl_file(&lab, "apply", "deny.yaml", DENY_ALL_INGRESS);
+    tortiectl_file(&lab, "apply", "allow.yaml", ALLOW_0_0_TO_1_0);
+    // The agents apply a change within moments; poll rather than guess.
+    let expected = BTreeSet::from(["pod-0-0→pod-1-0".to_owned()]);
+    let started = Instant::now();
+    let mut seen = reachable_pairs(&lab);
+    while seen != expected && started.elapsed() < Duration::from_secs(15) {
+        sleep(Duration::from_millis(300));
+        seen = reachable_pairs(&lab);
+    }
+    assert_eq!(
+        seen,
+        expected,
+        "only the allowed pair talks\n{}",
+        agent_logs(&lab)
+    );
+    let denied = ok(lab.counters("node-1"))
+        .get("drop_policy_denied")
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        denied > 0,
+        "denied packets are counted on the destination's node"
+    );
+
+    // An established flow stops when the policy that allowed it goes away.
+    let target = lab
+        .pod("pod-1-0")
+        .map(|p| p.ip.to_string())
+        .unwrap_or_default();
+    let pinger = KillOnDrop::new(ok(lab.spawn(
+        "pod-0-0",
+        &["ping", "-c", "20", "-i", "0.2", "-W", "1", &target],
+    )));
+    sleep(Duration::from_secs(1));
+    tortiectl_file(&lab, "delete", "allow.yaml", ALLOW_0_0_TO_1_0);
+    let out = ok(pinger.wait_output(Duration::from_secs(30)));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let received: u32 = text
+        .split(',')
+        .find_map(|part| part.trim().strip_suffix(" received").map(str::trim))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no ping summary: {text}"));
+    assert!(
+        (1..15).contains(&received),
+        "the flow should pass before the delete and stop after it: {text}"
+    );
+    assert!(
+        ok(lab.counters("node-1"))
+            .get("drop_policy_revoked")
+            .copied()
+            .unwrap_or(0)
+            > 0,
+        "the revoked flow is counted"
+    );
+
+    tortiectl_file(&lab, "delete", "deny.yaml", DENY_ALL_INGRESS);
+    let started = Instant::now();
+    let mut seen = reachable_pairs(&lab);
+    while seen != everyone && started.elapsed() < Duration::from_secs(15) {
+        sleep(Duration::from_millis(300));
+        seen = reachable_pairs(&lab);
+    }
+    assert_eq!(
+        seen, everyone,
+        "every pair talks again once the policies are gone"
+    );
+}

@@ -298,11 +298,11 @@ fn machine_summary() -> String {
         })
         .unwrap_or_else(|| "unknown CPU".into());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!(
-        "{cpu}, {} CPUs, kernel {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        kernel.trim()
-    )
+    // Counted from /proc: the benchmark itself runs pinned to one CPU by then.
+    let cpus = std::fs::read_to_string("/proc/cpuinfo")
+        .map(|info| info.lines().filter(|l| l.starts_with("processor")).count())
+        .unwrap_or(0);
+    format!("{cpu}, {cpus} CPUs, kernel {}", kernel.trim())
 }
 
 fn render(figures: &[Figure], route_counts: &[usize], quick: bool) -> String {

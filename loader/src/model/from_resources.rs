@@ -18,7 +18,7 @@ use tortie_resources::{Kind, ResourceKey};
 use super::{
     cluster::{self, ClusterConfig, ClusterNode, EncapMode, IpPool},
     endpoint::{EndpointChecker, EndpointField, LocalEndpoint},
-    MacAddr,
+    MacAddr, PolicyInputs,
 };
 
 /// The groups of keys the agent reads, each under its own prefix.
@@ -32,15 +32,30 @@ pub enum Section {
     WorkloadEndpoints,
     /// IPAM allocation blocks (IPv4).
     Blocks,
+    /// Kubernetes namespaces (their labels feed namespace selectors).
+    Namespaces,
+    /// Calico `NetworkPolicy`s.
+    NetworkPolicies,
+    /// Calico `GlobalNetworkPolicy`s.
+    GlobalNetworkPolicies,
+    /// Kubernetes `NetworkPolicy`s.
+    K8sNetworkPolicies,
+    /// Calico `Profile`s.
+    Profiles,
 }
 
 impl Section {
     /// Every section.
-    pub const ALL: [Section; 4] = [
+    pub const ALL: [Section; 9] = [
         Section::IpPools,
         Section::Nodes,
         Section::WorkloadEndpoints,
         Section::Blocks,
+        Section::Namespaces,
+        Section::NetworkPolicies,
+        Section::GlobalNetworkPolicies,
+        Section::K8sNetworkPolicies,
+        Section::Profiles,
     ];
 
     /// The key prefix to list and watch.
@@ -51,6 +66,11 @@ impl Section {
             // Without a namespace, a namespaced kind's prefix covers all namespaces.
             Section::WorkloadEndpoints => Kind::WorkloadEndpoint.prefix(None),
             Section::Blocks => tortie_ipam::keys::BLOCKS_PREFIX.to_string(),
+            Section::Namespaces => Kind::Namespace.prefix(None),
+            Section::NetworkPolicies => Kind::NetworkPolicy.prefix(None),
+            Section::GlobalNetworkPolicies => Kind::GlobalNetworkPolicy.prefix(None),
+            Section::K8sNetworkPolicies => Kind::K8sNetworkPolicy.prefix(None),
+            Section::Profiles => Kind::Profile.prefix(None),
         }
     }
 
@@ -116,12 +136,14 @@ impl ResourceCache {
 }
 
 /// The inputs made from a [`ResourceCache`], and what was left out.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Translation {
     /// Pools (IPv4), nodes with an IPv4 address, and the blocks affine to them.
     pub cluster: ClusterConfig,
     /// The endpoints on this node.
     pub endpoints: Vec<LocalEndpoint>,
+    /// What policy compilation reads (local interface indices not filled in yet).
+    pub policy: PolicyInputs,
     /// One line per object left out: its key and why.
     pub warnings: Vec<String>,
 }
@@ -143,12 +165,14 @@ pub fn translate(cache: &ResourceCache, node_name: &str) -> Translation {
     add_nodes(&mut cluster, cache, &mut warnings);
     add_blocks(&mut cluster, cache, &mut warnings);
     let endpoints = local_endpoints(cache, node_name, &mut warnings);
+    let policy = super::policy_inputs::policy_inputs(cache, &mut warnings);
     // Holds by construction: every object was checked against those kept before it.
     debug_assert_eq!(cluster::validate(&cluster), Vec::<String>::new());
     debug_assert_eq!(super::endpoint::validate(&endpoints), Vec::<String>::new());
     Translation {
         cluster,
         endpoints,
+        policy,
         warnings,
     }
 }
@@ -799,8 +823,12 @@ mod tests {
         let mut cache = ResourceCache::default();
         let (pool_key, pool_value) = pool("p", "10.65.0.0/16", |_| {});
         assert!(cache.put(pool_key.clone(), pool_value));
-        assert!(!cache.put(
+        assert!(cache.put(
             "/calico/resources/v3/projectcalico.org/profiles/x".into(),
+            vec![]
+        ));
+        assert!(!cache.put(
+            "/calico/resources/v3/projectcalico.org/bgppeers/x".into(),
             vec![]
         ));
         assert_eq!(Section::of_key(&pool_key), Some(Section::IpPools));
@@ -812,9 +840,10 @@ mod tests {
             Section::of_key("/calico/ipam/v2/assignment/ipv4/block/10.65.0.0-26"),
             Some(Section::Blocks)
         );
-        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.len(), 2);
         assert!(cache.remove(&pool_key));
         assert!(!cache.remove(&pool_key));
+        assert!(cache.remove("/calico/resources/v3/projectcalico.org/profiles/x"));
         assert!(cache.is_empty());
         cache.replace(Section::Nodes, [node(NODE, Some("10.99.0.11/24"), None)]);
         assert_eq!(cache.entries(Section::Nodes).count(), 1);

@@ -5,8 +5,10 @@ pub mod cluster;
 pub mod endpoint;
 pub mod from_resources;
 pub mod mac;
+pub mod policy_inputs;
 
 pub use cluster::{parse_cluster, ClusterConfig, ClusterError, ClusterNode, EncapMode, IpPool};
 pub use endpoint::{parse_endpoints, EndpointsError, LocalEndpoint};
 pub use from_resources::{translate, ResourceCache, Translation};
 pub use mac::MacAddr;
+pub use tortie_policy::PolicyInputs;

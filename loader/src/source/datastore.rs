@@ -319,6 +319,7 @@ impl Worker {
         let Translation {
             cluster,
             endpoints,
+            policy,
             warnings,
         } = translate(&self.cache, &self.config.node_name);
         for warning in &warnings {
@@ -327,7 +328,11 @@ impl Worker {
             }
         }
         self.reported = warnings.into_iter().collect();
-        let inputs = Inputs { cluster, endpoints };
+        let inputs = Inputs {
+            cluster,
+            endpoints,
+            policy,
+        };
         let changed = self.inputs.send_if_modified(|current| {
             if current.as_deref() == Some(&inputs) {
                 return false;

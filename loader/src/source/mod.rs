@@ -9,13 +9,15 @@ pub mod datastore;
 
 pub use datastore::{ConnectionState, DatastoreSource, DatastoreSourceConfig};
 
-use crate::model::{ClusterConfig, LocalEndpoint};
+use crate::model::{ClusterConfig, LocalEndpoint, PolicyInputs};
 
 /// One complete set of inputs for the calculation.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Inputs {
     /// Pools and nodes.
     pub cluster: ClusterConfig,
     /// This node's endpoints.
     pub endpoints: Vec<LocalEndpoint>,
+    /// Policies, profiles, namespaces and every endpoint of the cluster, for compilation.
+    pub policy: PolicyInputs,
 }

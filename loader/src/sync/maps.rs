@@ -9,9 +9,12 @@ use aya::{
     Ebpf,
 };
 use bpf_maps::{
-    map_names, Counter, IfaceKey, IfaceValue, NatKey, NatValue, NodeConfig, RouteAddr, RouteValue,
+    map_names,
+    policy::{IpCacheValue, PolicyKey, PolicyValue},
+    Counter, IfaceKey, IfaceValue, NatKey, NatValue, NodeConfig, RouteAddr, RouteValue,
 };
 use ipnet::Ipv4Net;
+use tortie_policy::OrderedPolicyKey;
 
 use crate::calc::DesiredState;
 
@@ -31,6 +34,8 @@ pub struct DataplaneMaps {
     counters: PerCpuArray<MapData, u64>,
     config: Array<MapData, NodeConfig>,
     nat: HashMap<MapData, NatKey, NatValue>,
+    ipcache: LpmTrie<MapData, RouteAddr, IpCacheValue>,
+    policy: LpmTrie<MapData, PolicyKey, PolicyValue>,
 }
 
 impl DataplaneMaps {
@@ -46,6 +51,8 @@ impl DataplaneMaps {
             counters: PerCpuArray::try_from(take(map_names::COUNTERS)?)?,
             config: Array::try_from(take(map_names::CONFIG)?)?,
             nat: HashMap::try_from(take(map_names::NAT)?)?,
+            ipcache: LpmTrie::try_from(take(map_names::IPCACHE)?)?,
+            policy: LpmTrie::try_from(take(map_names::POLICY)?)?,
         })
     }
 
@@ -63,6 +70,8 @@ impl DataplaneMaps {
             counters: PerCpuArray::try_from(open(map_names::COUNTERS)??)?,
             config: Array::try_from(open(map_names::CONFIG)??)?,
             nat: HashMap::try_from(open(map_names::NAT)??)?,
+            ipcache: LpmTrie::try_from(open(map_names::IPCACHE)??)?,
+            policy: LpmTrie::try_from(open(map_names::POLICY)??)?,
         })
     }
 
@@ -84,6 +93,25 @@ impl DataplaneMaps {
         stats.written += route_diff.upserts.len();
         stats.removed += route_diff.removals.len();
 
+        // Identities and verdicts go in before interfaces are marked as policed, and stale
+        // verdicts leave only after, so a policed endpoint never meets a half-written table.
+        let ipcache_diff = diff(&self.ipcache_entries()?, &desired.ipcache);
+        for (prefix, value) in &ipcache_diff.upserts {
+            self.ipcache
+                .insert(&route_key(prefix), value, 0)
+                .with_context(|| format!("writing IP cache entry {prefix}"))?;
+        }
+        let policy_diff = diff(&self.policy_entries()?, &desired.policy);
+        for ((prefix_len, key), value) in &policy_diff.upserts {
+            self.policy
+                .insert(&Key::new(*prefix_len, key.0), value, 0)
+                .context("writing a policy entry")?;
+        }
+        let policy_changed = !(ipcache_diff.upserts.is_empty()
+            && ipcache_diff.removals.is_empty()
+            && policy_diff.upserts.is_empty()
+            && policy_diff.removals.is_empty());
+
         let current_ifaces = collect(self.ifaces.iter())?;
         let iface_diff = diff(&current_ifaces, &desired.ifaces);
         for (ifindex, value) in &iface_diff.upserts {
@@ -98,10 +126,28 @@ impl DataplaneMaps {
         stats.written += iface_diff.upserts.len();
         stats.removed += iface_diff.removals.len();
 
+        for (prefix_len, key) in &policy_diff.removals {
+            ignore_missing(self.policy.remove(&Key::new(*prefix_len, key.0)))
+                .context("removing a policy entry")?;
+        }
+        for prefix in &ipcache_diff.removals {
+            ignore_missing(self.ipcache.remove(&route_key(prefix)))
+                .with_context(|| format!("removing IP cache entry {prefix}"))?;
+        }
+        stats.written += ipcache_diff.upserts.len() + policy_diff.upserts.len();
+        stats.removed += ipcache_diff.removals.len() + policy_diff.removals.len();
+
         // Without a node address the programs must not forward off-node: an all-zero entry
-        // (no VALID flag) says so.
-        let config = desired.node_config.unwrap_or_default();
-        if self.config.get(&0, 0)? != config {
+        // (no VALID flag) says so. The policy epoch lives on across agent restarts; it moves
+        // on whenever a verdict may have changed, so tracked flows are judged again.
+        let current = self.config.get(&0, 0)?;
+        let mut config = desired.node_config.unwrap_or_default();
+        config.policy_epoch = if policy_changed {
+            current.policy_epoch.wrapping_add(1)
+        } else {
+            current.policy_epoch
+        };
+        if current != config {
             self.config
                 .set(0, config, 0)
                 .context("writing the node configuration")?;
@@ -131,6 +177,22 @@ impl DataplaneMaps {
                 .iter()
                 .map(|entry| entry.map(|(key, value)| (prefix_of(&key), value))),
         )
+    }
+
+    /// Every IP cache entry currently in the map.
+    pub fn ipcache_entries(&self) -> Result<BTreeMap<Ipv4Net, IpCacheValue>> {
+        collect(
+            self.ipcache
+                .iter()
+                .map(|entry| entry.map(|(key, value)| (prefix_of(&key), value))),
+        )
+    }
+
+    /// Every policy entry currently in the map.
+    pub fn policy_entries(&self) -> Result<BTreeMap<(u32, OrderedPolicyKey), PolicyValue>> {
+        collect(self.policy.iter().map(|entry| {
+            entry.map(|(key, value)| ((key.prefix_len(), OrderedPolicyKey(key.data())), value))
+        }))
     }
 
     /// Every interface entry currently in the map.

@@ -1,0 +1,101 @@
+//! Policy as this node's dataplane needs it: compile the cluster's policies for the local
+//! endpoints and fold the result into the desired state (identity and policy map entries,
+//! the policed flags of local interfaces).
+//!
+//! Pure apart from the allocators, which the caller keeps across runs so that identities and
+//! rule ids stay stable and only changed entries are rewritten.
+
+use std::collections::BTreeMap;
+
+use bpf_maps::{iface_flags, policy::IpCacheValue};
+use ipnet::Ipv4Net;
+use tortie_policy::{
+    compile, CompiledPolicy, IdentityAllocator, OrderedPolicyKey, PolicyInputs, RuleAllocator,
+};
+
+use super::{CalcInputs, DesiredState};
+use crate::model::LocalEndpoint;
+
+/// Identity and rule numbering kept across compilations.
+#[derive(Debug, Default)]
+pub struct PolicyAllocators {
+    /// Identity classes → numbers.
+    pub identities: IdentityAllocator,
+    /// Rules → numbers.
+    pub rules: RuleAllocator,
+}
+
+/// Compiles `policy` (the cluster's policy inputs, without local interface indices) for this
+/// node: local endpoints get the index of their interface, this node's addresses are the
+/// host, the other nodes' addresses remote hosts.
+pub fn compile_for_node(
+    policy: &PolicyInputs,
+    inputs: &CalcInputs<'_>,
+    allocators: &mut PolicyAllocators,
+) -> CompiledPolicy {
+    let mut policy = policy.clone();
+    let local_ifindex: BTreeMap<String, u32> = inputs
+        .endpoints
+        .iter()
+        .filter_map(|endpoint| {
+            let iface = inputs
+                .interfaces
+                .iter()
+                .find(|iface| iface.name == endpoint.iface)?;
+            Some((endpoint_key(endpoint), iface.index))
+        })
+        .collect();
+    for endpoint in &mut policy.endpoints {
+        endpoint.ifindex = local_ifindex.get(&endpoint.key).copied();
+    }
+    policy.local_host = inputs.uplink_addrs.iter().map(Ipv4Net::addr).collect();
+    if let Some(cluster) = inputs.cluster {
+        for node in &cluster.nodes {
+            if node.name == inputs.node_name {
+                if !policy.local_host.contains(&node.ip()) {
+                    policy.local_host.push(node.ip());
+                }
+            } else {
+                policy.remote_hosts.push(node.ip());
+            }
+        }
+    }
+    compile(&policy, &mut allocators.identities, &mut allocators.rules)
+}
+
+fn endpoint_key(endpoint: &LocalEndpoint) -> String {
+    format!("{}/{}", endpoint.namespace, endpoint.name)
+}
+
+/// Adds the compiled policy to `desired`: identity and policy entries, and the policed flags
+/// of interfaces the dataplane knows (an interface without an entry is not forwarded for at
+/// all, so it needs no flag).
+pub fn add_to_desired(desired: &mut DesiredState, compiled: &CompiledPolicy) {
+    desired.ipcache = compiled
+        .ipcache
+        .iter()
+        .map(|(prefix, identity)| {
+            (
+                *prefix,
+                IpCacheValue {
+                    identity: *identity,
+                    flags: 0,
+                },
+            )
+        })
+        .collect();
+    desired.policy = compiled.entries.clone();
+    for (ifindex, (ingress, egress)) in &compiled.policed {
+        if let Some(iface) = desired.ifaces.get_mut(ifindex) {
+            if *ingress {
+                iface.flags |= iface_flags::POLICED_INGRESS;
+            }
+            if *egress {
+                iface.flags |= iface_flags::POLICED_EGRESS;
+            }
+        }
+    }
+}
+
+/// Policy map entries by (prefix length, key).
+pub type PolicyEntries = BTreeMap<(u32, OrderedPolicyKey), bpf_maps::policy::PolicyValue>;
