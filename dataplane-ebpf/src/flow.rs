@@ -63,7 +63,13 @@ pub struct Flow {
 #[inline(always)]
 pub fn read_flow(ctx: &TcContext, ip: &Ipv4Summary) -> Result<Flow, Counter> {
     let l4_offset = ETH_HLEN + ip.header_len() as usize;
-    let ip_id: u16 = ctx.load(ETH_HLEN + 4).map_err(|_| Counter::DropMalformed)?;
+    let fragmented = ip.frag_off & (IP_MF | IP_OFFSET) != 0;
+    // Only fragments need the IP id (to find their datagram): no extra load per packet.
+    let ip_id: u16 = if fragmented {
+        ctx.load(ETH_HLEN + 4).map_err(|_| Counter::DropMalformed)?
+    } else {
+        0
+    };
     let mut flow = Flow {
         src: ip.src,
         dst: ip.dst,

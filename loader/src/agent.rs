@@ -26,7 +26,11 @@ use tokio::{
 use tortie_policy::CompiledPolicy;
 
 use crate::{
-    calc::{self, desired_state, policy::PolicyAllocators, CalcInputs, HostInterface},
+    calc::{
+        self, desired_state,
+        policy::{PolicyAllocators, PolicyTables},
+        CalcInputs, HostInterface,
+    },
     model::{parse_cluster, parse_endpoints, ClusterConfig, LocalEndpoint, PolicyInputs},
     source::{ConnectionState, DatastoreSource, DatastoreSourceConfig, Inputs},
     sync::{
@@ -408,7 +412,7 @@ struct Agent {
     /// Identity and rule numbering, stable across compilations.
     policy_allocators: PolicyAllocators,
     /// The last compilation and what it was made from (inputs token, local interfaces).
-    compiled: Option<(usize, BTreeMap<String, u32>, CompiledPolicy)>,
+    compiled: Option<LastCompilation>,
 }
 
 impl Agent {
@@ -505,7 +509,9 @@ impl Agent {
             .filter(|iface| iface.name.starts_with(&self.config.workload_prefix))
             .map(|iface| (iface.name.clone(), iface.index))
             .collect();
-        let fresh = matches!(&self.compiled, Some((t, ifaces, _)) if *t == token && *ifaces == local_interfaces);
+        let fresh = self.compiled.as_ref().is_some_and(|last| {
+            last.inputs_token == token && last.local_interfaces == local_interfaces
+        });
         if !fresh {
             let started = std::time::Instant::now();
             let empty = PolicyInputs::default();
@@ -526,10 +532,15 @@ impl Agent {
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "policy compiled"
             );
-            self.compiled = Some((token, local_interfaces, compiled));
+            self.compiled = Some(LastCompilation {
+                inputs_token: token,
+                local_interfaces,
+                tables: PolicyTables::of(&compiled),
+                compiled,
+            });
         }
-        if let Some((_, _, compiled)) = &self.compiled {
-            calc::policy::add_to_desired(&mut desired, compiled);
+        if let Some(last) = &self.compiled {
+            calc::policy::add_to_desired(&mut desired, &last.compiled, &last.tables);
         }
         for pod in &desired.missing_interfaces {
             tracing::debug!(%pod, "endpoint waits for its interface");
@@ -548,6 +559,17 @@ impl Agent {
         }
         Ok(())
     }
+}
+
+/// A policy compilation and what it was made from.
+struct LastCompilation {
+    /// Which inputs it compiled (see `InputSource::policy`).
+    inputs_token: usize,
+    /// The local workload interfaces then: name → index.
+    local_interfaces: BTreeMap<String, u32>,
+    compiled: CompiledPolicy,
+    /// Its map contents, shared with every desired state built from it.
+    tables: Arc<PolicyTables>,
 }
 
 /// An input file, re-read when it changes. A file that fails validation is rejected whole and

@@ -175,3 +175,18 @@ pub fn wait_for_output(lab: &Lab, target: &str, cmd: &[&str], timeout: Duration)
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The last lines of every agent's log of `lab`, one section per node, for failure messages.
+pub fn agent_logs(lab: &Lab) -> String {
+    lab.nodes()
+        .iter()
+        .map(|node| {
+            format!(
+                "--- {} ---\n{}",
+                node.name,
+                crate::agent::log_tail(&node.log_file, 15)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

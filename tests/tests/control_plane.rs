@@ -83,20 +83,6 @@ fn wait_reachable(lab: &Lab, from: &str, to: Ipv4Addr, timeout: Duration) -> Opt
     None
 }
 
-fn agent_logs(lab: &Lab) -> String {
-    lab.nodes()
-        .iter()
-        .map(|n| {
-            format!(
-                "--- {} ---\n{}",
-                n.name,
-                tortie_lab::agent::log_tail(&n.log_file, 15)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 #[test]
 fn cni_pods_talk_across_nodes_and_keep_talking_while_etcd_is_down() {
     if harness::skip_unless_root("cni_pods_talk_across_nodes_and_keep_talking_while_etcd_is_down") {
@@ -106,11 +92,11 @@ fn cni_pods_talk_across_nodes_and_keep_talking_while_etcd_is_down() {
 
     // Addresses come from IPAM: inside the pool, one block per node.
     let pods = lab.pods().to_vec();
-    let pool: ipnet_like::Pool = "10.65.0.0/16".parse().expect("pool");
+    let pool: ipnet::Ipv4Net = "10.65.0.0/16".parse().expect("pool");
     let mut blocks = BTreeSet::new();
     for pod in &pods {
         assert!(
-            pool.contains(pod.ip),
+            pool.contains(&pod.ip),
             "{} got {} outside the pool",
             pod.name,
             pod.ip
@@ -136,7 +122,7 @@ fn cni_pods_talk_across_nodes_and_keep_talking_while_etcd_is_down() {
     assert!(
         failed.is_empty(),
         "pings failed: {failed:?}\n{}",
-        agent_logs(&lab)
+        harness::agent_logs(&lab)
     );
 
     // Traffic that runs while etcd goes away keeps running: 25 pings over 5 s, etcd killed
@@ -154,7 +140,7 @@ fn cni_pods_talk_across_nodes_and_keep_talking_while_etcd_is_down() {
     assert!(
         summary.contains("25 received"),
         "pings during the etcd outage were lost: {summary}\n{}",
-        agent_logs(&lab)
+        harness::agent_logs(&lab)
     );
     // The agents noticed, stayed up, and the dataplane still forwards new flows.
     sleep(Duration::from_secs(2));
@@ -169,7 +155,7 @@ fn cni_pods_talk_across_nodes_and_keep_talking_while_etcd_is_down() {
         ping_ok(&lab, &a.name, c.ip),
         "{}\n{}",
         "new ping failed while etcd is down",
-        agent_logs(&lab)
+        harness::agent_logs(&lab)
     );
 
     // etcd comes back: a new pod gets an address and connectivity once the agents resync.
@@ -181,7 +167,7 @@ fn cni_pods_talk_across_nodes_and_keep_talking_while_etcd_is_down() {
         "{} cannot reach the pod created after etcd came back ({})\n{}",
         a.name,
         late.ip,
-        agent_logs(&lab)
+        harness::agent_logs(&lab)
     );
     assert!(
         ping_ok(&lab, "late", c.ip),
@@ -213,7 +199,7 @@ fn pod_churn_through_the_cni_leaves_ipam_and_the_dataplane_clean() {
                 "round {round}: {} ({}) unreachable\n{}",
                 pod.name,
                 pod.ip,
-                agent_logs(&lab)
+                harness::agent_logs(&lab)
             );
         }
         // Keep one per round, delete the rest.
@@ -260,41 +246,9 @@ fn pod_churn_through_the_cni_leaves_ipam_and_the_dataplane_clean() {
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "left behind after CNI DEL: {stale:?}\n{}",
-            agent_logs(&lab)
+            harness::agent_logs(&lab)
         );
         sleep(Duration::from_millis(200));
-    }
-}
-
-/// A tiny IPv4 prefix check, so the test needs no extra crate.
-mod ipnet_like {
-    use std::net::Ipv4Addr;
-    use std::str::FromStr;
-
-    pub struct Pool {
-        network: u32,
-        mask: u32,
-    }
-
-    impl Pool {
-        pub fn contains(&self, ip: Ipv4Addr) -> bool {
-            u32::from(ip) & self.mask == self.network
-        }
-    }
-
-    impl FromStr for Pool {
-        type Err = String;
-
-        fn from_str(text: &str) -> Result<Self, String> {
-            let (ip, len) = text.split_once('/').ok_or("no prefix length")?;
-            let ip: Ipv4Addr = ip.parse().map_err(|_| "bad address")?;
-            let len: u32 = len.parse().map_err(|_| "bad length")?;
-            let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
-            Ok(Pool {
-                network: u32::from(ip) & mask,
-                mask,
-            })
-        }
     }
 }
 
@@ -371,7 +325,7 @@ fn policy_from_the_datastore_is_enforced_and_revokes_established_flows() {
         seen,
         expected,
         "only the allowed pair talks\n{}",
-        agent_logs(&lab)
+        harness::agent_logs(&lab)
     );
     let denied = ok(lab.counters("node-1"))
         .get("drop_policy_denied")

@@ -60,20 +60,6 @@ fn node_of(lab: &Lab, pod: &str) -> (String, Ipv4Addr, String) {
     (node.name.clone(), node.ip, node.bridge())
 }
 
-fn agent_logs(lab: &Lab) -> String {
-    lab.nodes()
-        .iter()
-        .map(|n| {
-            format!(
-                "--- {} ---\n{}",
-                n.name,
-                tortie_lab::agent::log_tail(&n.log_file, 15)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 fn counters(lab: &Lab, node: &str) -> BTreeMap<String, u64> {
     ok(lab.counters(node))
 }
@@ -169,7 +155,7 @@ fn ping_and_check_wire(lab: &Lab, a: &str, b: &str, wire: Wire) {
         panic!(
             "{err:#}\ncaptured on {bridge}:\n{}\nagent logs:\n{}",
             captured.text(),
-            agent_logs(lab)
+            harness::agent_logs(lab)
         );
     }
     let context = format!(
@@ -199,11 +185,19 @@ fn ping_and_check_wire(lab: &Lab, a: &str, b: &str, wire: Wire) {
 fn exchange_icmp_tcp_udp(lab: &Lab, a: &str, b: &str, wire: Wire) {
     ping_and_check_wire(lab, a, b, wire);
     let ip_b = pod_ip(lab, b).to_string();
-    let bytes = traffic::tcp_stream(lab, a, b, &ip_b, 2, &[])
-        .unwrap_or_else(|err| panic!("TCP {a} → {b}: {err:#}\nagent logs:\n{}", agent_logs(lab)));
+    let bytes = traffic::tcp_stream(lab, a, b, &ip_b, 2, &[]).unwrap_or_else(|err| {
+        panic!(
+            "TCP {a} → {b}: {err:#}\nagent logs:\n{}",
+            harness::agent_logs(lab)
+        )
+    });
     assert!(bytes > 0, "no TCP bytes arrived {a} → {b}");
-    traffic::udp_echo(lab, a, b, &ip_b, UDP_PAYLOAD)
-        .unwrap_or_else(|err| panic!("UDP {a} → {b}: {err:#}\nagent logs:\n{}", agent_logs(lab)));
+    traffic::udp_echo(lab, a, b, &ip_b, UDP_PAYLOAD).unwrap_or_else(|err| {
+        panic!(
+            "UDP {a} → {b}: {err:#}\nagent logs:\n{}",
+            harness::agent_logs(lab)
+        )
+    });
 }
 
 /// The mode tests: a flat lab of two nodes (one pair), or a routed one of three where
@@ -355,7 +349,7 @@ fn nat_outgoing_round_trip() {
         panic!(
             "{err:#}\ncaptured on the router's {ext0}:\n{}\nagent log:\n{}",
             captured.text(),
-            agent_logs(&lab)
+            harness::agent_logs(&lab)
         );
     }
     assert!(
@@ -377,8 +371,13 @@ fn nat_outgoing_round_trip() {
     // TCP: iperf3 opens two connections (control and data), so four SYN segments.
     let syns = "tcp[tcpflags] & tcp-syn != 0";
     let capture = ok(lab.capture_in("router", &ext0, syns, 4, CAPTURE_TIMEOUT));
-    let bytes = traffic::tcp_stream(&lab, pod, "ext", &ext_ip.to_string(), 2, &[])
-        .unwrap_or_else(|err| panic!("TCP {pod} → ext: {err:#}\nagent log:\n{}", agent_logs(&lab)));
+    let bytes =
+        traffic::tcp_stream(&lab, pod, "ext", &ext_ip.to_string(), 2, &[]).unwrap_or_else(|err| {
+            panic!(
+                "TCP {pod} → ext: {err:#}\nagent log:\n{}",
+                harness::agent_logs(&lab)
+            )
+        });
     assert!(bytes > 0, "no TCP bytes arrived at the external host");
     let captured = ok(capture.finish().map_err(Into::into));
     assert!(
@@ -401,7 +400,7 @@ fn host_reaches_remote_pod_and_back() {
     traffic::ping(&lab, "node-0", &remote, 2, &[]).unwrap_or_else(|err| {
         panic!(
             "node-0 cannot reach a pod on node-1: {err:#}\nagent logs:\n{}",
-            agent_logs(&lab)
+            harness::agent_logs(&lab)
         )
     });
 }
@@ -458,13 +457,13 @@ fn agent_restart_keeps_cross_node_stream() {
     assert!(
         !after_restart.is_empty(),
         "no iperf3 interval began after the restart ({restarted_after:.1} s into the 8 s stream); the agent took too long to get ready. Agent logs:\n{}",
-        agent_logs(&lab)
+        harness::agent_logs(&lab)
     );
     for (start, bytes) in &after_restart {
         assert!(
             *bytes > 0,
             "the interval starting at {start:.1} s, after the agent restart, carried no bytes: {report}\nagent logs:\n{}",
-            agent_logs(&lab)
+            harness::agent_logs(&lab)
         );
     }
     drop(server);
@@ -490,7 +489,7 @@ fn bulk_tcp_without_black_holing(test: &str, short: &str, encap: Encap) {
     let bytes = traffic::tcp_stream(&lab, a, b, &ip_b, 2, &[]).unwrap_or_else(|err| {
         panic!(
             "bulk TCP {a} → {b}: {err:#}\nagent logs:\n{}",
-            agent_logs(&lab)
+            harness::agent_logs(&lab)
         )
     });
     assert!(bytes > 0, "no TCP bytes arrived {a} → {b}");
@@ -500,7 +499,7 @@ fn bulk_tcp_without_black_holing(test: &str, short: &str, encap: Encap) {
     traffic::ping(&lab, a, &ip_b, 2, &["-M", "do", "-s", &size]).unwrap_or_else(|err| {
         panic!(
             "a {mtu}-byte packet with DF did not cross {encap}: {err:#}\nagent logs:\n{}",
-            agent_logs(&lab)
+            harness::agent_logs(&lab)
         )
     });
 }

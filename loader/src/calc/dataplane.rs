@@ -3,9 +3,7 @@
 
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
-use bpf_maps::{
-    iface_flags, node_flags, policy::IpCacheValue, route_flags, IfaceValue, NodeConfig, RouteValue,
-};
+use bpf_maps::{iface_flags, node_flags, route_flags, IfaceValue, NodeConfig, RouteValue};
 use ipnet::Ipv4Net;
 
 use crate::model::{ClusterConfig, ClusterNode, IpPool, LocalEndpoint, MacAddr};
@@ -64,10 +62,8 @@ pub struct DesiredState {
     pub node_config: Option<NodeConfig>,
     /// tortie's kernel routes.
     pub kernel_routes: BTreeMap<Ipv4Net, KernelRoute>,
-    /// IP cache entries: prefix → the identity policy knows its addresses by.
-    pub ipcache: BTreeMap<Ipv4Net, IpCacheValue>,
-    /// Compiled policy entries.
-    pub policy: super::policy::PolicyEntries,
+    /// Identity and policy map contents.
+    pub policy: std::sync::Arc<super::policy::PolicyTables>,
     /// Endpoints whose interface does not exist (yet); reported, not programmed.
     pub missing_interfaces: Vec<String>,
     /// Inputs that could not be used, with the reason.

@@ -5,7 +5,7 @@
 //! Pure apart from the allocators, which the caller keeps across runs so that identities and
 //! rule ids stay stable and only changed entries are rewritten.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use bpf_maps::{iface_flags, policy::IpCacheValue};
 use ipnet::Ipv4Net;
@@ -67,24 +67,47 @@ fn endpoint_key(endpoint: &LocalEndpoint) -> String {
     format!("{}/{}", endpoint.namespace, endpoint.name)
 }
 
-/// Adds the compiled policy to `desired`: identity and policy entries, and the policed flags
-/// of interfaces the dataplane knows (an interface without an entry is not forwarded for at
-/// all, so it needs no flag).
-pub fn add_to_desired(desired: &mut DesiredState, compiled: &CompiledPolicy) {
-    desired.ipcache = compiled
-        .ipcache
-        .iter()
-        .map(|(prefix, identity)| {
-            (
-                *prefix,
-                IpCacheValue {
-                    identity: *identity,
-                    flags: 0,
-                },
-            )
+/// The map contents of one compilation. Shared (not copied) by every desired state built
+/// from it, so the sync can tell "same tables as last applied" by pointer and skip them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PolicyTables {
+    /// IP cache entries: prefix → the identity policy knows its addresses by.
+    pub ipcache: BTreeMap<Ipv4Net, IpCacheValue>,
+    /// Policy entries by (prefix length, key).
+    pub entries: PolicyEntries,
+}
+
+impl PolicyTables {
+    /// The tables of `compiled`.
+    pub fn of(compiled: &CompiledPolicy) -> Arc<PolicyTables> {
+        Arc::new(PolicyTables {
+            ipcache: compiled
+                .ipcache
+                .iter()
+                .map(|(prefix, identity)| {
+                    (
+                        *prefix,
+                        IpCacheValue {
+                            identity: *identity,
+                            flags: 0,
+                        },
+                    )
+                })
+                .collect(),
+            entries: compiled.entries.clone(),
         })
-        .collect();
-    desired.policy = compiled.entries.clone();
+    }
+}
+
+/// Adds a compilation to `desired`: its tables, and the policed flags of interfaces the
+/// dataplane knows (an interface without an entry is not forwarded for at all, so it needs
+/// no flag).
+pub fn add_to_desired(
+    desired: &mut DesiredState,
+    compiled: &CompiledPolicy,
+    tables: &Arc<PolicyTables>,
+) {
+    desired.policy = Arc::clone(tables);
     for (ifindex, (ingress, egress)) in &compiled.policed {
         if let Some(iface) = desired.ifaces.get_mut(ifindex) {
             if *ingress {

@@ -1,7 +1,7 @@
 //! Bringing the pinned maps to the desired state: diff against what the kernel holds, then
 //! write only the differences, so traffic using unchanged entries is never disturbed.
 
-use std::{collections::BTreeMap, net::Ipv4Addr};
+use std::{collections::BTreeMap, net::Ipv4Addr, sync::Arc};
 
 use anyhow::{Context, Result};
 use aya::{
@@ -16,7 +16,7 @@ use bpf_maps::{
 use ipnet::Ipv4Net;
 use tortie_policy::OrderedPolicyKey;
 
-use crate::calc::DesiredState;
+use crate::calc::{policy::PolicyTables, DesiredState};
 
 /// Counts of what one sync changed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -36,6 +36,8 @@ pub struct DataplaneMaps {
     nat: HashMap<MapData, NatKey, NatValue>,
     ipcache: LpmTrie<MapData, RouteAddr, IpCacheValue>,
     policy: LpmTrie<MapData, PolicyKey, PolicyValue>,
+    /// The policy tables last written in full; the same tables again need no map reads.
+    applied_policy: Option<Arc<PolicyTables>>,
 }
 
 impl DataplaneMaps {
@@ -53,6 +55,7 @@ impl DataplaneMaps {
             nat: HashMap::try_from(take(map_names::NAT)?)?,
             ipcache: LpmTrie::try_from(take(map_names::IPCACHE)?)?,
             policy: LpmTrie::try_from(take(map_names::POLICY)?)?,
+            applied_policy: None,
         })
     }
 
@@ -72,6 +75,7 @@ impl DataplaneMaps {
             nat: HashMap::try_from(open(map_names::NAT)??)?,
             ipcache: LpmTrie::try_from(open(map_names::IPCACHE)??)?,
             policy: LpmTrie::try_from(open(map_names::POLICY)??)?,
+            applied_policy: None,
         })
     }
 
@@ -95,13 +99,26 @@ impl DataplaneMaps {
 
         // Identities and verdicts go in before interfaces are marked as policed, and stale
         // verdicts leave only after, so a policed endpoint never meets a half-written table.
-        let ipcache_diff = diff(&self.ipcache_entries()?, &desired.ipcache);
+        // Tables that are the very ones last written (a resync without a policy change) are
+        // not read back from the kernel: at scale that is a million-entry walk per tick.
+        let unchanged = self
+            .applied_policy
+            .as_ref()
+            .is_some_and(|applied| Arc::ptr_eq(applied, &desired.policy));
+        let tables = &desired.policy;
+        let (ipcache_diff, policy_diff) = if unchanged {
+            (Diff::default(), Diff::default())
+        } else {
+            (
+                diff(&self.ipcache_entries()?, &tables.ipcache),
+                diff(&self.policy_entries()?, &tables.entries),
+            )
+        };
         for (prefix, value) in &ipcache_diff.upserts {
             self.ipcache
                 .insert(&route_key(prefix), value, 0)
                 .with_context(|| format!("writing IP cache entry {prefix}"))?;
         }
-        let policy_diff = diff(&self.policy_entries()?, &desired.policy);
         for ((prefix_len, key), value) in &policy_diff.upserts {
             self.policy
                 .insert(&Key::new(*prefix_len, key.0), value, 0)
@@ -153,6 +170,7 @@ impl DataplaneMaps {
                 .context("writing the node configuration")?;
             stats.written += 1;
         }
+        self.applied_policy = Some(Arc::clone(&desired.policy));
         Ok(stats)
     }
 
@@ -263,6 +281,15 @@ fn collect<K: Ord, V>(
 struct Diff<K, V> {
     upserts: Vec<(K, V)>,
     removals: Vec<K>,
+}
+
+impl<K, V> Default for Diff<K, V> {
+    fn default() -> Self {
+        Diff {
+            upserts: Vec::new(),
+            removals: Vec::new(),
+        }
+    }
 }
 
 fn diff<K: Ord + Clone, V: PartialEq + Copy>(
