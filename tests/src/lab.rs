@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
@@ -15,6 +16,7 @@ use crate::bpffs;
 use crate::capture::Capture;
 use crate::cluster::ClusterFile;
 use crate::control_plane::{self, EtcdState};
+use crate::convergence::{self, Lagging};
 use crate::counters;
 use crate::endpoints::EndpointsFile;
 use crate::netns::{self, nsenter_command};
@@ -30,6 +32,9 @@ use crate::Signal;
 
 /// How many pings of the connectivity matrix run at once.
 const PING_PARALLELISM: usize = 16;
+
+/// How long the agents get to program a change made through the datastore.
+pub const CONVERGE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A lab that is up, as recorded in its state file.
 #[derive(Clone, Debug)]
@@ -239,7 +244,11 @@ impl Lab {
             pod.host_iface = attachment.host_iface;
             self.state.save()?;
         }
-        Ok(())
+        step(
+            progress,
+            "waiting for every node's maps to hold every pod",
+            || self.wait_converged(CONVERGE_TIMEOUT),
+        )
     }
 
     fn start_all_agents(&mut self, progress: &Progress) -> Result<()> {
@@ -639,7 +648,79 @@ impl Lab {
         pod.host_iface = attachment.host_iface;
         self.state.pods.push(pod.clone());
         self.state.save()?;
+        self.wait_converged(CONVERGE_TIMEOUT)?;
         Ok(pod)
+    }
+
+    /// Waits until every node's maps program its own pods' interfaces and route to every pod,
+    /// as `tortiectl bpf endpoints` and `tortiectl bpf routes` show them. Fails after
+    /// `timeout`, naming what each lagging node lacks.
+    pub fn wait_converged(&self, timeout: Duration) -> Result<()> {
+        let started = Instant::now();
+        loop {
+            let lagging = self.lagging_nodes()?;
+            if lagging.is_empty() {
+                return Ok(());
+            }
+            if started.elapsed() >= timeout {
+                let report: Vec<String> = lagging
+                    .iter()
+                    .map(|(node, lag)| {
+                        format!(
+                            "{node} lacks endpoints for {:?} and routes to {:?}",
+                            lag.endpoints, lag.routes
+                        )
+                    })
+                    .collect();
+                bail!(
+                    "the agents did not program every pod within {timeout:?}: {}; see the agent logs in {}",
+                    report.join("; "),
+                    self.state_dir().display()
+                );
+            }
+            sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn lagging_nodes(&self) -> Result<Vec<(String, Lagging)>> {
+        let all: Vec<Ipv4Addr> = self.state.pods.iter().map(|p| p.ip).collect();
+        let mut lagging = Vec::new();
+        for node in &self.state.nodes {
+            let local: Vec<Ipv4Addr> = self
+                .state
+                .pods
+                .iter()
+                .filter(|p| p.node == node.name)
+                .map(|p| p.ip)
+                .collect();
+            let endpoints = self.bpf_json(&node.name, "endpoints")?;
+            let routes = self.bpf_json(&node.name, "routes")?;
+            let parse =
+                |what: &str, err: String| anyhow!("tortiectl bpf {what} on {}: {err}", node.name);
+            let lag = convergence::lagging(
+                &convergence::endpoint_addresses(&endpoints).map_err(|e| parse("endpoints", e))?,
+                &convergence::route_prefixes(&routes).map_err(|e| parse("routes", e))?,
+                &local,
+                &all,
+            );
+            if !lag.is_empty() {
+                lagging.push((node.name.clone(), lag));
+            }
+        }
+        Ok(lagging)
+    }
+
+    /// `tortiectl bpf <what> -o json` on `node`. Before the agent has pinned its maps this
+    /// prints an empty list, so that a node that is still starting counts as lagging.
+    fn bpf_json(&self, node: &str, what: &str) -> Result<String> {
+        let tortiectl = self.state.artifacts.bin_dir().join("tortiectl");
+        let tortiectl = tortiectl.to_string_lossy();
+        let output = self.exec(node, &[&tortiectl, "bpf", what, "-o", "json"])?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            Ok("[]".to_owned())
+        }
     }
 
     /// Deletes pod `name` (or `namespace/name`) through `tortie-cni` DEL and removes its

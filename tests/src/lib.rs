@@ -30,6 +30,7 @@ pub mod bpffs;
 pub mod capture;
 pub mod cluster;
 pub mod control_plane;
+pub mod convergence;
 pub mod counters;
 pub mod endpoints;
 pub mod guard;
