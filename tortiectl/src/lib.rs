@@ -3,6 +3,7 @@
 
 pub mod bpf;
 pub mod ipam;
+pub mod label;
 pub mod store;
 
 pub use store::{ResourceStore, StoreError};

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use tortie_datastore::{EtcdDatastore, EtcdOptions};
 use tortie_ipam::Ipam;
 use tortie_resources::{parse_documents, to_json, to_yaml, Kind, Resource};
+use tortiectl::label::{self, LabelChange};
 use tortiectl::{ipam, ResourceStore};
 
 #[derive(Parser)]
@@ -99,6 +100,26 @@ enum Command {
         /// Output format.
         #[arg(short, long, value_enum, default_value_t = Output::Ps)]
         output: Output,
+    },
+    /// Add, change or remove labels: `label KIND NAME key=value… [key-…]`. Labelling a pod
+    /// record relabels its workload endpoints too.
+    Label {
+        /// Kind (calicoctl spellings: pod, namespace, wep, node, ...).
+        kind: String,
+        /// Name.
+        name: String,
+        /// `key=value` to set, `key-` to remove.
+        #[arg(required = true)]
+        labels: Vec<String>,
+        /// Namespace for namespaced kinds.
+        #[arg(short, long)]
+        namespace: Option<String>,
+        /// Change labels that already have another value.
+        #[arg(long)]
+        overwrite: bool,
+        /// Treat bare keys as labels to remove.
+        #[arg(long)]
+        remove: bool,
     },
     /// Inspect this node's eBPF dataplane maps (needs root).
     Bpf(tortiectl::bpf::BpfArgs),
@@ -302,6 +323,45 @@ async fn run(cli: Cli) -> Result<()> {
                 None => store.list(kind, namespace.as_deref()).await?,
             };
             print!("{}", render(&resources, output));
+            Ok(())
+        }
+        Command::Label {
+            kind,
+            name,
+            labels,
+            namespace,
+            overwrite,
+            remove,
+        } => {
+            let kind = parse_kind(&kind)?;
+            let changes = labels
+                .iter()
+                .map(|arg| LabelChange::parse(arg, remove))
+                .collect::<Result<Vec<_>, String>>()
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let namespace = kind
+                .namespaced()
+                .then(|| namespace.unwrap_or_else(|| "default".into()));
+            let store = connect(&cli.datastore).await?;
+            let done = label::label(
+                &store,
+                kind,
+                namespace.as_deref(),
+                &name,
+                &changes,
+                overwrite,
+            )
+            .await?;
+            if done.unchanged {
+                println!(
+                    "{} {name}: labels already as asked, nothing changed",
+                    kind.name()
+                );
+            } else {
+                for written in &done.written {
+                    println!("Successfully relabelled {written}");
+                }
+            }
             Ok(())
         }
         Command::Ipam { command } => {

@@ -196,3 +196,72 @@ fn ipam_check_finds_a_leak_and_release_clears_it() {
         .ok(&["ipam", "check"], None)
         .contains("no problems found"));
 }
+
+const POD_AND_ENDPOINT: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: a
+  namespace: x
+  labels:
+    pod: a
+spec:
+  nodeName: node-0
+---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata:
+  name: node--0-k8s-a-eth0
+  namespace: x
+  labels:
+    pod: a
+    projectcalico.org/namespace: x
+    projectcalico.org/orchestrator: k8s
+spec:
+  orchestrator: k8s
+  node: node-0
+  pod: a
+  endpoint: eth0
+  interfaceName: cali0123456789a
+  ipNetworks: [10.65.0.5/32]
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: x
+  labels:
+    ns: x
+"#;
+
+#[test]
+fn label_changes_a_pod_and_its_endpoint_together() {
+    let Some((_server, ctl)) = start() else {
+        return;
+    };
+    ctl.ok(&["apply", "-f", "-"], Some(POD_AND_ENDPOINT));
+    let out = ctl.ok(&["label", "pod", "a", "-n", "x", "tier=web"], None);
+    assert!(out.contains("Pod x/a"), "{out}");
+    assert!(out.contains("WorkloadEndpoint x/"), "{out}");
+    let wep = ctl.ok(&["get", "wep", "-n", "x", "-o", "yaml"], None);
+    assert!(wep.contains("tier: web"), "{wep}");
+    assert!(
+        wep.contains("projectcalico.org/namespace: x"),
+        "Calico's own labels stay: {wep}"
+    );
+
+    let error = ctl.fails(&["label", "pod", "a", "-n", "x", "pod=b"], None);
+    assert!(error.contains("--overwrite"), "{error}");
+    ctl.ok(&["label", "pod", "a", "-n", "x", "pod=b", "--overwrite"], None);
+    ctl.ok(&["label", "pod", "a", "-n", "x", "tier-"], None);
+    let wep = ctl.ok(&["get", "wep", "-n", "x", "-o", "yaml"], None);
+    assert!(wep.contains("pod: b") && !wep.contains("tier"), "{wep}");
+
+    let error = ctl.fails(&["label", "namespace", "x", "bad value=1"], None);
+    assert!(error.contains("metadata.labels"), "names the field: {error}");
+    ctl.ok(&["label", "namespace", "x", "team=blue"], None);
+    let ns = ctl.ok(&["get", "namespace", "x", "-o", "yaml"], None);
+    assert!(ns.contains("team: blue") && ns.contains("ns: x"), "{ns}");
+
+    let error = ctl.fails(&["label", "pod", "missing", "-n", "x", "a=b"], None);
+    assert!(error.contains("does not exist"), "{error}");
+}
