@@ -69,6 +69,11 @@ impl Artifacts {
         self.agent_bin.with_file_name("tortiectl")
     }
 
+    /// The lab's probe tool `tortie-probe`, built beside the agent.
+    pub fn probe_bin(&self) -> PathBuf {
+        self.agent_bin.with_file_name("tortie-probe")
+    }
+
     /// The CNI plugin `tortie-cni`, built beside the agent.
     pub fn cni_bin(&self) -> PathBuf {
         self.agent_bin.with_file_name("tortie-cni")

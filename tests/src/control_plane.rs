@@ -3,6 +3,7 @@
 //! created by calling `tortie-cni` exactly as a container runtime does (`CNI_*` environment,
 //! network configuration on stdin, a network namespace path).
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
@@ -151,10 +152,7 @@ pub fn initial_resources(spec: &LabSpec, nodes: &[Node], pods: &[Pod]) -> String
     namespaces.sort_unstable();
     namespaces.dedup();
     for namespace in namespaces {
-        documents.push(format!(
-            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {namespace}\n  labels:\n    \
-             kubernetes.io/metadata.name: {namespace}\n"
-        ));
+        documents.push(namespace_record(namespace, &BTreeMap::new()));
     }
     for pod in pods {
         documents.push(pod_record(pod));
@@ -162,22 +160,50 @@ pub fn initial_resources(spec: &LabSpec, nodes: &[Node], pods: &[Pod]) -> String
     documents.join("---\n")
 }
 
-/// The Kubernetes pod record of `pod` (name, namespace, node, labels).
+/// The Kubernetes pod record of `pod` (name, namespace, node, labels, container ports).
 pub fn pod_record(pod: &Pod) -> String {
     let mut labels = String::new();
-    // JSON strings are YAML strings: quoting keeps `round: 0` a string, as labels must be.
-    let quote = |text: &str| serde_json::to_string(text).unwrap_or_default();
     for (key, value) in &pod.labels {
         labels.push_str(&format!("    {}: {}\n", quote(key), quote(value)));
     }
     if labels.is_empty() {
         labels.push_str("    {}\n");
     }
+    let mut spec = format!("spec:\n  nodeName: {}\n", pod.node);
+    if !pod.ports.is_empty() {
+        spec.push_str("  containers:\n  - name: server\n    ports:\n");
+        for port in &pod.ports {
+            spec.push_str(&format!(
+                "    - containerPort: {}\n      protocol: {}\n",
+                port.port, port.protocol
+            ));
+            if !port.name.is_empty() {
+                spec.push_str(&format!("      name: {}\n", quote(&port.name)));
+            }
+        }
+    }
     format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {}\n  namespace: {}\n  labels:\n{labels}\
-         spec:\n  nodeName: {}\n",
-        pod.name, pod.namespace, pod.node
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {}\n  namespace: {}\n  labels:\n{labels}{spec}",
+        pod.name, pod.namespace
     )
+}
+
+/// A Kubernetes namespace record with `labels` plus the `kubernetes.io/metadata.name` label
+/// Kubernetes sets on every namespace.
+pub fn namespace_record(name: &str, labels: &BTreeMap<String, String>) -> String {
+    let mut all = labels.clone();
+    all.insert("kubernetes.io/metadata.name".to_owned(), name.to_owned());
+    let mut text =
+        format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n  labels:\n");
+    for (key, value) in &all {
+        text.push_str(&format!("    {}: {}\n", quote(key), quote(value)));
+    }
+    text
+}
+
+/// JSON strings are YAML strings: quoting keeps `round: 0` a string, as labels must be.
+fn quote(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_default()
 }
 
 /// Environment that points `tortiectl` (and anything else reading it) at the lab's etcd.

@@ -31,6 +31,10 @@ use crate::topology::{self, step};
 use crate::Signal;
 
 /// How many pings of the connectivity matrix run at once.
+mod workloads;
+
+pub use workloads::{PodRequest, ProbeResult};
+
 const PING_PARALLELISM: usize = 16;
 
 /// How long the agents get to program a change made through the datastore.
@@ -629,27 +633,16 @@ impl Lab {
         name: &str,
         labels: &[(&str, &str)],
     ) -> Result<Pod> {
-        self.require_etcd("adding a pod")?;
-        if self.pod(&format!("{namespace}/{name}")).is_some() {
-            bail!("lab {} already has pod {namespace}/{name}", self.state.name);
-        }
-        let node = self.node_or_err(node)?.clone();
-        let mut pod = Pod::planned_for_cni(&self.state.name, &node.name, namespace, name, labels);
-        pod.mtu = self.state.spec().pod_mtu();
-        let record = control_plane::pod_record(&pod);
-        let saved = self
-            .state_dir()
-            .join(format!("pod-{namespace}-{name}.yaml"));
-        control_plane::apply(&self.state.name, &self.state.artifacts, &record, &saved)?;
-        let attachment =
-            control_plane::add_pod(&self.state.name, &self.state.artifacts, &node, &pod)?;
-        pod.ip = attachment.ip;
-        pod.mac = attachment.mac;
-        pod.host_iface = attachment.host_iface;
-        self.state.pods.push(pod.clone());
-        self.state.save()?;
-        self.wait_converged(CONVERGE_TIMEOUT)?;
-        Ok(pod)
+        self.add_pod_with(&PodRequest {
+            node: node.to_owned(),
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            ports: Vec::new(),
+        })
     }
 
     /// Waits until every node's maps program its own pods' interfaces and route to every pod,

@@ -380,6 +380,20 @@ pub struct Pod {
     pub mac: String,
     /// MTU of both ends of the pod's veth.
     pub mtu: u32,
+    /// Declared container ports (named ones are what policies match by name).
+    #[serde(default)]
+    pub ports: Vec<ContainerPort>,
+}
+
+/// A port a pod's container declares, as in a Kubernetes pod spec.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerPort {
+    /// Port name (`serve-80-tcp`), empty for an unnamed port.
+    pub name: String,
+    /// `TCP`, `UDP` or `SCTP`.
+    pub protocol: String,
+    /// Port number.
+    pub port: u16,
 }
 
 impl Pod {
@@ -405,6 +419,7 @@ impl Pod {
             host_iface: cali_iface_name(namespace, name),
             mac: String::new(),
             mtu: MTU,
+            ports: Vec::new(),
         }
     }
 
@@ -426,6 +441,7 @@ impl Pod {
             mac: pod_mac(ip),
             mtu,
             name,
+            ports: Vec::new(),
         }
     }
 }

@@ -251,13 +251,19 @@ fn label_changes_a_pod_and_its_endpoint_together() {
 
     let error = ctl.fails(&["label", "pod", "a", "-n", "x", "pod=b"], None);
     assert!(error.contains("--overwrite"), "{error}");
-    ctl.ok(&["label", "pod", "a", "-n", "x", "pod=b", "--overwrite"], None);
+    ctl.ok(
+        &["label", "pod", "a", "-n", "x", "pod=b", "--overwrite"],
+        None,
+    );
     ctl.ok(&["label", "pod", "a", "-n", "x", "tier-"], None);
     let wep = ctl.ok(&["get", "wep", "-n", "x", "-o", "yaml"], None);
     assert!(wep.contains("pod: b") && !wep.contains("tier"), "{wep}");
 
     let error = ctl.fails(&["label", "namespace", "x", "bad value=1"], None);
-    assert!(error.contains("metadata.labels"), "names the field: {error}");
+    assert!(
+        error.contains("metadata.labels"),
+        "names the field: {error}"
+    );
     ctl.ok(&["label", "namespace", "x", "team=blue"], None);
     let ns = ctl.ok(&["get", "namespace", "x", "-o", "yaml"], None);
     assert!(ns.contains("team: blue") && ns.contains("ns: x"), "{ns}");

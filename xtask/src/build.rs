@@ -104,6 +104,9 @@ fn build_all(release: bool) -> Result<Artifacts> {
         "tortiectl",
         "-p",
         "tortie-cni",
+        // The lab's probe tool, for connectivity matrices beyond ping.
+        "-p",
+        "tortie-lab",
     ]);
     if release {
         command.arg("--release");
