@@ -391,3 +391,23 @@ mod tests {
         assert_eq!(parse_workload_endpoint_name("a-b-c-d-e"), None);
     }
 }
+
+/// Calico's host-side interface name of a Kubernetes pod: `cali` + the first 11 hex digits of
+/// sha1("<namespace>.<pod>"). The same for every sandbox of the pod and on every node, so
+/// tools can find a pod's interface from its name alone.
+pub fn host_iface_name(namespace: &str, pod: &str) -> String {
+    use sha1::{Digest, Sha1};
+    let digest = hex::encode(Sha1::digest(format!("{namespace}.{pod}").as_bytes()));
+    format!("cali{}", &digest[..11])
+}
+
+#[cfg(test)]
+mod iface_name_tests {
+    #[test]
+    fn matches_calicos_names() {
+        assert_eq!(
+            super::host_iface_name("default", "web-0"),
+            "cali0d7763386da"
+        );
+    }
+}

@@ -335,6 +335,34 @@ fn policy_from_the_datastore_is_enforced_and_revokes_established_flows() {
         denied > 0,
         "denied packets are counted on the destination's node"
     );
+    // The destination's compiled policy, found by pod name, shows the allowed peer and the
+    // packets its rule let in; everything else is the default deny (no entry).
+    let entries: Value = serde_json::from_str(&tortiectl(
+        &lab,
+        "node-1",
+        &["bpf", "policy", "dump", "default/pod-1-0", "-o", "json"],
+    ))
+    .unwrap_or_else(|err| panic!("policy dump printed no JSON: {err}"));
+    let allow_with_hits = entries.as_array().is_some_and(|rows| {
+        rows.iter().any(|row| {
+            row["direction"] == "ingress"
+                && row["verdict"] == "allow"
+                && row["rule_hits"].as_u64().is_some_and(|hits| hits > 0)
+        })
+    });
+    assert!(allow_with_hits, "an ingress allow with hits: {entries:#}");
+    let rules: Value = serde_json::from_str(&tortiectl(
+        &lab,
+        "node-1",
+        &["bpf", "counters", "dump", "--rules", "-o", "json"],
+    ))
+    .unwrap_or_else(|err| panic!("counters --rules printed no JSON: {err}"));
+    assert!(
+        rules.as_array().is_some_and(|rows| rows
+            .iter()
+            .any(|row| row["name"] == "default-deny" && row["hits"].as_u64() > Some(0))),
+        "default-deny hits per rule: {rules:#}"
+    );
 
     // An established flow stops when the policy that allowed it goes away.
     let target = lab

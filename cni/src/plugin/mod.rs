@@ -49,7 +49,7 @@ fn sha1_hex(text: &str) -> String {
 /// Calico's host-side name: `cali` + the first 11 hex digits of sha1("<namespace>.<pod>"),
 /// so the name is the same for every sandbox of a pod and on every node.
 pub fn host_veth_name(namespace: &str, pod: &str) -> String {
-    format!("cali{}", &sha1_hex(&format!("{namespace}.{pod}"))[..11])
+    tortie_resources::workload_endpoint::host_iface_name(namespace, pod)
 }
 
 /// The host-side name of a container run without Kubernetes arguments: `cali` + the first 11

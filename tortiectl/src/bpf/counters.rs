@@ -54,6 +54,43 @@ pub fn counters_table(rows: &[CounterRow]) -> Table {
     table
 }
 
+/// Packets one policy rule decided.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RuleHitRow {
+    /// Index in `TORTIE_RULEHITS`, as `tortiectl bpf policy` shows it per entry.
+    pub rule: u32,
+    /// Name of a reserved rule (`default-deny`, `profile-allow`).
+    pub name: Option<&'static str>,
+    /// Packets, summed over CPUs.
+    pub hits: u64,
+}
+
+/// Rows for the per-rule totals `sums` (index = rule); zeros only with `all`.
+pub fn rule_hit_rows(sums: &[u64], all: bool) -> Vec<RuleHitRow> {
+    (0u32..)
+        .zip(sums)
+        .filter(|(_, hits)| all || **hits != 0)
+        .map(|(rule, hits)| RuleHitRow {
+            rule,
+            name: super::policy::builtin_rule_name(rule),
+            hits: *hits,
+        })
+        .collect()
+}
+
+/// The rule hits table.
+pub fn rule_hits_table(rows: &[RuleHitRow]) -> Table {
+    let mut table = Table::new(&["RULE", "HITS"]);
+    for row in rows {
+        let rule = match row.name {
+            Some(name) => format!("{} ({name})", row.rule),
+            None => row.rule.to_string(),
+        };
+        table.push(vec![rule, row.hits.to_string()]);
+    }
+    table
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,5 +125,14 @@ mod tests {
             (rows[0].name.as_str(), rows[0].slot, rows[0].drop),
             ("slot_31", 31, true)
         );
+    }
+
+    #[test]
+    fn rule_hits_name_the_reserved_rules() {
+        let rows = rule_hit_rows(&[3, 0, 0, 7], false);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].name, Some("default-deny"));
+        assert_eq!((rows[1].rule, rows[1].hits, rows[1].name), (3, 7, None));
+        assert_eq!(rule_hit_rows(&[0, 0], true).len(), 2);
     }
 }

@@ -73,11 +73,18 @@ pub enum BpfCommand {
     /// Interfaces the programs know: flags, workload address, MACs.
     #[command(alias = "ifstate")]
     Endpoints,
-    /// Packet counters summed over CPUs (non-zero ones unless --all).
+    /// Packet counters summed over CPUs (non-zero ones unless --all); with --rules, packets
+    /// decided per policy rule instead.
     Counters {
+        /// `dump` (the only action; it may be left out).
+        #[arg(value_parser = ["dump"])]
+        action: Option<String>,
         /// Show zero counters too.
         #[arg(long)]
         all: bool,
+        /// Per-rule hit counts (`TORTIE_RULEHITS`) instead of the packet counters.
+        #[arg(long)]
+        rules: bool,
     },
     /// Tracked flows.
     Conntrack {
@@ -89,10 +96,13 @@ pub enum BpfCommand {
     Nat,
     /// Address prefixes and the identity policy sees for them.
     Ipcache,
-    /// Compiled policy verdicts, of one endpoint or all.
+    /// Compiled policy verdicts with per-rule hits, of one endpoint or all:
+    /// `policy [dump] [POD|IFACE]`.
     Policy {
-        /// Interface name or index of the endpoint (all endpoints when omitted).
-        endpoint: Option<String>,
+        /// `[dump] [ENDPOINT]`: a pod as `namespace/name` (or `name` in `default`), a `cali…`
+        /// interface name or an interface index; every endpoint when omitted.
+        #[arg(num_args = 0..=2, value_name = "dump] [POD|IFACE")]
+        args: Vec<String>,
     },
 }
 
@@ -121,7 +131,14 @@ pub fn run(args: &BpfArgs) -> Result<String> {
             let rows = read_endpoints(&maps)?;
             render(&rows, format, routes::endpoints_table)?
         }
-        BpfCommand::Counters { all } => {
+        BpfCommand::Counters {
+            all, rules: true, ..
+        } => {
+            let sums = read_per_cpu_sums(&maps, map_names::RULE_HITS)?;
+            let rows = counters::rule_hit_rows(&sums, *all);
+            render(&rows, format, counters::rule_hits_table)?
+        }
+        BpfCommand::Counters { all, .. } => {
             let sums = read_per_cpu_sums(&maps, map_names::COUNTERS)?;
             let rows = counters::counter_rows(&sums, *all);
             render(&rows, format, counters::counters_table)?
@@ -146,8 +163,10 @@ pub fn run(args: &BpfArgs) -> Result<String> {
             let rows = read_ipcache(&maps)?;
             render(&rows, format, policy::ipcache_table)?
         }
-        BpfCommand::Policy { endpoint } => {
-            let endpoint = endpoint.as_deref().map(resolve_endpoint).transpose()?;
+        BpfCommand::Policy { args } => {
+            let endpoint = policy_target(args)?
+                .map(|target| resolve_endpoint(&target))
+                .transpose()?;
             let rows = read_policy(&maps, endpoint)?;
             render(&rows, format, policy::policy_table)?
         }
@@ -206,14 +225,36 @@ pub fn ifname(index: u32) -> Option<String> {
         .and_then(|name| name.into_string().ok())
 }
 
+/// The endpoint of `policy [dump] [ENDPOINT]`.
+fn policy_target(args: &[String]) -> Result<Option<String>> {
+    match args {
+        [] => Ok(None),
+        [dump] if dump == "dump" => Ok(None),
+        [dump, target] if dump == "dump" => Ok(Some(target.clone())),
+        [target] => Ok(Some(target.clone())),
+        _ => anyhow::bail!(
+            "expected `policy [dump] [POD|IFACE]`, got `policy {}`",
+            args.join(" ")
+        ),
+    }
+}
+
+/// An interface index from an index, an interface name, or a pod (`namespace/name`, or a
+/// bare name in `default`), whose host-side interface has Calico's name.
 fn resolve_endpoint(text: &str) -> Result<u32> {
     if let Ok(index) = text.parse::<u32>() {
         return Ok(index);
     }
-    nix::net::if_::if_nametoindex(text).with_context(|| {
+    if let Ok(index) = nix::net::if_::if_nametoindex(text) {
+        return Ok(index);
+    }
+    let (namespace, pod) = text.split_once('/').unwrap_or(("default", text));
+    let iface = tortie_resources::workload_endpoint::host_iface_name(namespace, pod);
+    nix::net::if_::if_nametoindex(iface.as_str()).with_context(|| {
         format!(
-            "no interface named {text} on this node (give its index instead to see the \
-             entries of an interface that is gone; `tortiectl bpf endpoints` lists them)"
+            "no interface named {text} on this node, and no pod {namespace}/{pod} here (its \
+             interface would be {iface}); give an interface index to see the entries of an \
+             interface that is gone (`tortiectl bpf endpoints` lists them)"
         )
     })
 }

@@ -175,14 +175,19 @@ impl PolicyRow {
                 other => format!("verdict-{other}"),
             },
             rule: value.rule,
-            rule_name: match value.rule {
-                RULE_DEFAULT_DENY => Some("default-deny"),
-                RULE_PROFILE_ALLOW => Some("profile-allow"),
-                _ => None,
-            },
+            rule_name: builtin_rule_name(value.rule),
             rule_hits: hits(value.rule),
             prefix_len,
         }
+    }
+}
+
+/// The name of a rule index the dataplane reserves (`default-deny`, `profile-allow`).
+pub fn builtin_rule_name(rule: u32) -> Option<&'static str> {
+    match rule {
+        RULE_DEFAULT_DENY => Some("default-deny"),
+        RULE_PROFILE_ALLOW => Some("profile-allow"),
+        _ => None,
     }
 }
 
