@@ -5,11 +5,15 @@
 //! routes (10 / 1k / 100k). Every path also changes the packet (TTL, encapsulation), so each
 //! sample is one run on a fresh copy (`repeat = 1`); the kernel's own timer around that run
 //! includes a fixed overhead, which the empty program (`floor`) measures and the table shows.
+//!
+//! Policy and conntrack cases (new-flow verdicts by rule count, established flows by
+//! conntrack table size) are in [`crate::policy_bench`].
 
 use std::{
     fmt::Write as _,
     net::Ipv4Addr,
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use anyhow::{bail, Context, Result};
@@ -23,6 +27,8 @@ use tortie::{
 };
 
 use crate::{build, cni_bench};
+
+// Declared here rather than in main.rs: it is a part of this benchmark.
 
 /// The CPU every measurement runs on (the test run executes on the calling CPU).
 const BENCH_CPU: usize = 1;
@@ -51,6 +57,8 @@ struct Case {
 
 const TC_ACT_OK: i32 = 0;
 const TC_ACT_REDIRECT: i32 = 7;
+/// The empty program's row.
+const FLOOR_CASE: &str = "floor (empty program)";
 
 fn pod_to(dst: [u8; 4]) -> Vec<u8> {
     packets::icmp((HOST_MAC, POD_A_MAC), 8, POD_A, dst, 64)
@@ -59,7 +67,7 @@ fn pod_to(dst: [u8; 4]) -> Vec<u8> {
 fn cases() -> Vec<Case> {
     vec![
         Case {
-            name: "floor (empty program)",
+            name: FLOOR_CASE,
             program: program_names::FLOOR,
             ipip: "Never",
             vxlan: "Never",
@@ -162,7 +170,63 @@ struct Figure {
     samples_per_batch: usize,
 }
 
+/// Median of batch medians and the range of batch medians, ns per run.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Spread {
+    /// Median of the batch medians.
+    pub median_ns: f64,
+    /// Lowest batch median.
+    pub min_batch_ns: f64,
+    /// Highest batch median.
+    pub max_batch_ns: f64,
+    /// Batches.
+    pub batches: usize,
+    /// Samples per batch.
+    pub samples_per_batch: usize,
+}
+
+impl Spread {
+    /// Combines single-batch spreads (batches that needed set-up between them).
+    pub fn of_batches(batches: &[Spread]) -> Spread {
+        let mut medians: Vec<f64> = batches.iter().map(|b| b.median_ns).collect();
+        Spread {
+            min_batch_ns: medians.iter().copied().fold(f64::INFINITY, f64::min),
+            max_batch_ns: medians.iter().copied().fold(0.0, f64::max),
+            median_ns: median(&mut medians),
+            batches: batches.len(),
+            samples_per_batch: batches.first().map_or(0, |b| b.samples_per_batch),
+        }
+    }
+}
+
+/// Times `batches` batches of `samples` calls of `one_run` (given the sample's index in its
+/// batch; it returns the kernel's time for one program run).
+pub(crate) fn batched(
+    batches: usize,
+    samples: usize,
+    mut one_run: impl FnMut(usize) -> Result<Duration>,
+) -> Result<Spread> {
+    let mut batch_medians = Vec::with_capacity(batches);
+    for _ in 0..batches {
+        let mut samples_ns = Vec::with_capacity(samples);
+        for sample in 0..samples {
+            samples_ns.push(one_run(sample)?.as_nanos() as f64);
+        }
+        batch_medians.push(median(&mut samples_ns));
+    }
+    Ok(Spread {
+        min_batch_ns: batch_medians.iter().copied().fold(f64::INFINITY, f64::min),
+        max_batch_ns: batch_medians.iter().copied().fold(0.0, f64::max),
+        median_ns: median(&mut batch_medians),
+        batches,
+        samples_per_batch: samples,
+    })
+}
+
 fn median(values: &mut [f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
     values.sort_by(|a, b| a.total_cmp(b));
     let mid = values.len() / 2;
     if values.len().is_multiple_of(2) {
@@ -189,24 +253,17 @@ fn measure(case: &Case, routes: usize, object: &Path, quick: bool) -> Result<Fig
         );
     }
     let (batches, samples) = if quick { (3, 2_000) } else { (5, 20_000) };
-    let mut batch_medians = Vec::with_capacity(batches);
-    for _ in 0..batches {
-        let mut samples_ns = Vec::with_capacity(samples);
-        for _ in 0..samples {
-            samples_ns.push(runner.run(case.program, &packet, 1)?.per_run.as_nanos() as f64);
-        }
-        batch_medians.push(median(&mut samples_ns));
-    }
-    let min = batch_medians.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = batch_medians.iter().copied().fold(0.0, f64::max);
+    let spread = batched(batches, samples, |_| {
+        Ok(runner.run(case.program, &packet, 1)?.per_run)
+    })?;
     Ok(Figure {
         path: case.name.into(),
         routes,
-        median_ns: median(&mut batch_medians),
-        min_batch_ns: min,
-        max_batch_ns: max,
-        batches,
-        samples_per_batch: samples,
+        median_ns: spread.median_ns,
+        min_batch_ns: spread.min_batch_ns,
+        max_batch_ns: spread.max_batch_ns,
+        batches: spread.batches,
+        samples_per_batch: spread.samples_per_batch,
     })
 }
 
@@ -243,12 +300,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             figures.push(measure(&case, routes, &object, args.quick)?);
         }
     }
+    let policy = crate::policy_bench::run(&object, args.quick)?;
     // The control plane runs as it would on a node: agent, etcd and CNI calls on every CPU.
     unpin()?;
     let cni_pods = if args.quick { 20 } else { 200 };
     eprintln!("==> control plane: {cni_pods} sequential CNI ADDs");
     let cni = cni_bench::run(&artifacts, cni_pods)?;
-    let mut report = render(&figures, &route_counts, args.quick);
+    let mut report = render(&figures, &route_counts, args.quick, &policy);
     report.push_str(&cni_bench::render(&cni, cni_pods));
     let out = if args.out.is_absolute() {
         args.out.clone()
@@ -261,6 +319,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         out.join("results.json"),
         serde_json::to_string_pretty(&serde_json::json!({
             "programs": figures,
+            "policy": policy,
             "control_plane": cni,
         }))?,
     )?;
@@ -273,6 +332,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         );
     }
     std::fs::write(out.join("results.csv"), csv)?;
+    std::fs::write(out.join("policy.csv"), crate::policy_bench::csv(&policy))?;
     let mut cni_csv = String::from("operation,samples,p50_ms,p99_ms,max_ms\n");
     for f in &cni {
         let _ = writeln!(
@@ -305,7 +365,12 @@ fn machine_summary() -> String {
     format!("{cpu}, {cpus} CPUs, kernel {}", kernel.trim())
 }
 
-fn render(figures: &[Figure], route_counts: &[usize], quick: bool) -> String {
+fn render(
+    figures: &[Figure],
+    route_counts: &[usize],
+    quick: bool,
+    policy: &crate::policy_bench::PolicyResults,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# tortie benchmark report\n");
     let _ = writeln!(out, "Machine: {}.", machine_summary());
@@ -350,5 +415,11 @@ fn render(figures: &[Figure], route_counts: &[usize], quick: bool) -> String {
         }
         let _ = writeln!(out, "{row}");
     }
+    // The floor does not depend on the routes; any of its figures will do.
+    let floor = figures
+        .iter()
+        .find(|f| f.path == FLOOR_CASE)
+        .map(|f| f.median_ns);
+    out.push_str(&crate::policy_bench::render(policy, floor));
     out
 }

@@ -6,7 +6,10 @@ use std::os::unix::process::ExitStatusExt;
 
 use anyhow::{bail, Context, Result};
 use clap::{Subcommand, ValueEnum};
-use tortie_lab::{harness, report, Artifacts, DatastoreMode, Encap, Lab, LabSpec, Topology};
+use tortie_lab::spec::ContainerPort;
+use tortie_lab::{
+    harness, report, Artifacts, DatastoreMode, Encap, Lab, LabSpec, PodRequest, Topology,
+};
 
 /// Lab subcommands.
 #[derive(Debug, Subcommand)]
@@ -62,6 +65,38 @@ pub enum LabCommand {
         /// The command and its arguments, after `--`.
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
+    },
+    /// Create a pod through tortie-cni in a running etcd lab, in any namespace, with labels
+    /// and declared container ports (`cargo xtask lab add-pod --node node-1 shop/web
+    /// --label app=web --port http:TCP:80 --serve`). The namespace record is created when
+    /// missing; change labels later with `lab exec node-0 -- tortiectl label pod …`.
+    AddPod {
+        /// Lab name.
+        #[arg(long, default_value = "lab")]
+        name: String,
+        /// Node to run it on.
+        #[arg(long, default_value = "node-0")]
+        node: String,
+        /// `namespace/name` (or `name` in `default`).
+        pod: String,
+        /// `key=value`, repeatable.
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        /// A container port: `NAME:PROTO:PORT` or `PROTO:PORT`, repeatable.
+        #[arg(long = "port")]
+        ports: Vec<String>,
+        /// Serve the declared ports in the pod with tortie-probe (TCP accept, UDP echo, SCTP
+        /// INIT ACK), so that `tortie-probe connect` from other pods has an answer.
+        #[arg(long)]
+        serve: bool,
+    },
+    /// Delete a pod through tortie-cni DEL in a running etcd lab.
+    DeletePod {
+        /// Lab name.
+        #[arg(long, default_value = "lab")]
+        name: String,
+        /// `namespace/name` (or `name` in `default`).
+        pod: String,
     },
     /// Stop the agents and remove the lab's namespaces, pins and state.
     Down {
@@ -152,6 +187,20 @@ pub fn run(cmd: LabCommand, build: impl FnOnce() -> Result<Artifacts>) -> Result
         }
         LabCommand::Status { name, json } => status(&name, json),
         LabCommand::Exec { name, target, cmd } => exec(&name, &target, &cmd),
+        LabCommand::AddPod {
+            name,
+            node,
+            pod,
+            labels,
+            ports,
+            serve,
+        } => add_pod(&name, &node, &pod, &labels, &ports, serve),
+        LabCommand::DeletePod { name, pod } => {
+            require_root("lab delete-pod")?;
+            Lab::load(&name)?.delete_pod(&pod)?;
+            eprintln!("pod {pod} deleted");
+            Ok(())
+        }
         LabCommand::Down { name } => {
             require_root("lab down")?;
             Lab::down(&name)?;
@@ -229,6 +278,80 @@ fn up(spec: &LabSpec, build: impl FnOnce() -> Result<Artifacts>) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn add_pod(
+    name: &str,
+    node: &str,
+    pod: &str,
+    labels: &[String],
+    ports: &[String],
+    serve: bool,
+) -> Result<()> {
+    require_root("lab add-pod")?;
+    let mut lab = Lab::load(name)?;
+    let (namespace, pod_name) = pod.split_once('/').unwrap_or(("default", pod));
+    let labels = labels
+        .iter()
+        .map(|label| {
+            label
+                .split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| anyhow::anyhow!("--label {label:?}: expected key=value"))
+        })
+        .collect::<Result<_>>()?;
+    let ports = ports
+        .iter()
+        .map(|port| parse_port(port))
+        .collect::<Result<Vec<_>>>()?;
+    let namespace_known = lab
+        .tortiectl(&["get", "namespace", namespace])
+        .is_ok_and(|out| out.status.success());
+    if !namespace_known {
+        lab.apply_namespace(namespace, &Default::default())?;
+    }
+    let created = lab.add_pod_with(&PodRequest {
+        node: node.to_owned(),
+        namespace: namespace.to_owned(),
+        name: pod_name.to_owned(),
+        labels,
+        ports,
+    })?;
+    if serve {
+        lab.serve_probes(&created.key())?;
+    }
+    println!(
+        "pod {} on {} has {} (interface {})",
+        created.key(),
+        created.node,
+        created.ip,
+        created.host_iface
+    );
+    Ok(())
+}
+
+/// `NAME:PROTO:PORT` or `PROTO:PORT`.
+fn parse_port(text: &str) -> Result<ContainerPort> {
+    let parts: Vec<&str> = text.split(':').collect();
+    let (name, protocol, port) = match parts.as_slice() {
+        [protocol, port] => ("", *protocol, *port),
+        [name, protocol, port] => (*name, *protocol, *port),
+        _ => bail!("--port {text:?}: expected NAME:PROTO:PORT or PROTO:PORT"),
+    };
+    let protocol = protocol.to_ascii_uppercase();
+    if !["TCP", "UDP", "SCTP"].contains(&protocol.as_str()) {
+        bail!("--port {text:?}: the protocol is TCP, UDP or SCTP");
+    }
+    let port = port
+        .parse::<u16>()
+        .ok()
+        .filter(|p| *p > 0)
+        .with_context(|| format!("--port {text:?}: the port is 1-65535"))?;
+    Ok(ContainerPort {
+        name: name.to_owned(),
+        protocol,
+        port,
+    })
 }
 
 fn status(name: &str, json: bool) -> Result<()> {

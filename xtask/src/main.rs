@@ -4,6 +4,7 @@ mod bench;
 mod build;
 mod cni_bench;
 mod lab;
+mod policy_bench;
 mod setup;
 
 use anyhow::Result;

@@ -202,11 +202,18 @@ impl Lab {
         let args = serve_args(&pod.ports)?;
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let bin = self.state.artifacts.probe_bin();
+        // Its errors go to a log of its own: an inherited stderr would keep the caller's
+        // pipes open for as long as the server runs.
+        let log_path = self
+            .state_dir()
+            .join(format!("probe-{}-{}.log", pod.namespace, pod.name));
+        let log = std::fs::File::create(&log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
         let mut child = nsenter_command(&pod.netns, bin.as_os_str(), &[])
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .with_context(|| format!("starting {} in {key}", bin.display()))?;
         let mut line = String::new();
@@ -218,7 +225,8 @@ impl Lab {
         if line.trim() != "ready" {
             let _ = child.kill();
             let _ = child.wait();
-            bail!("the probe server in {key} did not start (see its error above)");
+            let error = std::fs::read_to_string(&log_path).unwrap_or_default();
+            bail!("the probe server in {key} did not start: {}", error.trim());
         }
         Ok(())
     }

@@ -8,8 +8,12 @@ use anyhow::Result;
 
 use super::TEST_RUN_IFINDEX;
 use crate::{
-    calc::{desired_state, CalcInputs, DesiredState, HostInterface},
-    model::{parse_cluster, ClusterConfig, LocalEndpoint, MacAddr},
+    calc::{
+        desired_state,
+        policy::{add_to_desired, compile_for_node, PolicyAllocators, PolicyTables},
+        CalcInputs, DesiredState, HostInterface,
+    },
+    model::{parse_cluster, ClusterConfig, LocalEndpoint, MacAddr, PolicyInputs},
 };
 
 /// Host side of every pod veth (Calico's MAC).
@@ -73,22 +77,51 @@ fn interface(name: &str, index: u32, mac: [u8; 6]) -> HostInterface {
     }
 }
 
-/// node-0's desired dataplane in `cluster`.
-pub fn desired(cluster: &ClusterConfig) -> Result<DesiredState> {
-    Ok(desired_state(&CalcInputs {
+/// The agent's calc inputs for node-0 of `cluster`, handed to `with` (they borrow locals).
+fn with_calc_inputs<T>(
+    cluster: &ClusterConfig,
+    with: impl FnOnce(&CalcInputs<'_>) -> T,
+) -> Result<T> {
+    let endpoints = [
+        endpoint("a", "cali-a", POD_A, POD_A_MAC),
+        endpoint("b", "cali-b", POD_B, POD_B_MAC),
+    ];
+    let interfaces = [
+        interface("cali-a", TEST_RUN_IFINDEX, HOST_MAC),
+        interface("cali-b", POD_B_IFINDEX, HOST_MAC),
+        interface("eth0", UPLINK_IFINDEX, UPLINK_MAC),
+    ];
+    let uplink_addrs = ["10.99.0.11/24".parse()?];
+    Ok(with(&CalcInputs {
         node_name: "node-0",
-        endpoints: &[
-            endpoint("a", "cali-a", POD_A, POD_A_MAC),
-            endpoint("b", "cali-b", POD_B, POD_B_MAC),
-        ],
-        interfaces: &[
-            interface("cali-a", TEST_RUN_IFINDEX, HOST_MAC),
-            interface("cali-b", POD_B_IFINDEX, HOST_MAC),
-            interface("eth0", UPLINK_IFINDEX, UPLINK_MAC),
-        ],
+        endpoints: &endpoints,
+        interfaces: &interfaces,
         uplink: Some("eth0"),
-        uplink_addrs: &["10.99.0.11/24".parse()?],
+        uplink_addrs: &uplink_addrs,
         default_gateway: None,
         cluster: Some(cluster),
     }))
+}
+
+/// node-0's desired dataplane in `cluster`.
+pub fn desired(cluster: &ClusterConfig) -> Result<DesiredState> {
+    with_calc_inputs(cluster, desired_state)
+}
+
+/// node-0's desired dataplane in `cluster` with `policy` compiled for it and folded in, the
+/// way the agent does it (`compile_for_node`, then `add_to_desired`). Pods `default/a` and
+/// `default/b` of `policy` are the fixture's pods A and B (their interfaces are filled in);
+/// keep `allocators` across calls so identities and rule ids stay stable, as in the agent.
+/// The compilation comes back too, for its rule ids, warnings and errors.
+pub fn desired_with_policy(
+    cluster: &ClusterConfig,
+    policy: &PolicyInputs,
+    allocators: &mut PolicyAllocators,
+) -> Result<(DesiredState, tortie_policy::CompiledPolicy)> {
+    with_calc_inputs(cluster, |inputs| {
+        let mut desired = desired_state(inputs);
+        let compiled = compile_for_node(policy, inputs, allocators);
+        add_to_desired(&mut desired, &compiled, &PolicyTables::of(&compiled));
+        (desired, compiled)
+    })
 }

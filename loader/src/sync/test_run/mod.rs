@@ -6,8 +6,13 @@ use std::{path::Path, time::Duration};
 
 use anyhow::{Context, Result};
 use aya::{
+    maps::{HashMap, Map, MapData, PerCpuArray},
     programs::{SchedClassifier, TestRun, TestRunOptions},
     Ebpf, EbpfLoader,
+};
+use bpf_maps::{
+    map_names,
+    policy::{CtKey, CtValue, FragmentKey, FragmentValue},
 };
 
 use super::maps::DataplaneMaps;
@@ -76,5 +81,30 @@ impl ProgramRunner {
             packet: out,
             per_run: result.duration,
         })
+    }
+
+    /// One of the runner's maps by name ([`bpf_maps::map_names`]), for the maps
+    /// [`DataplaneMaps`] does not hold.
+    pub fn map_mut(&mut self, name: &str) -> Result<&mut Map> {
+        self.ebpf
+            .map_mut(name)
+            .with_context(|| format!("map {name} is missing from the eBPF object"))
+    }
+
+    /// The runner's connection tracking table (`TORTIE_CT`).
+    pub fn conntrack(&mut self) -> Result<HashMap<&mut MapData, CtKey, CtValue>> {
+        Ok(HashMap::try_from(self.map_mut(map_names::CONNTRACK)?)?)
+    }
+
+    /// The runner's table of fragmented datagrams in flight (`TORTIE_FRAGS`).
+    pub fn fragments(&mut self) -> Result<HashMap<&mut MapData, FragmentKey, FragmentValue>> {
+        Ok(HashMap::try_from(self.map_mut(map_names::FRAGMENTS)?)?)
+    }
+
+    /// Packets decided by policy rule `rule` (`TORTIE_RULEHITS`), summed over CPUs.
+    pub fn rule_hits(&mut self, rule: u32) -> Result<u64> {
+        let hits: PerCpuArray<&mut MapData, u64> =
+            PerCpuArray::try_from(self.map_mut(map_names::RULE_HITS)?)?;
+        Ok(hits.get(&rule, 0)?.iter().sum())
     }
 }
