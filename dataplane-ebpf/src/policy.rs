@@ -48,6 +48,8 @@ pub fn admit(ctx: &TcContext, flow: &Flow) -> Result<(), Counter> {
             count(Counter::ConntrackRechecked);
         }
         conntrack::touch(entry, flow, src_is_a);
+        // Every datagram of a tracked flow may be fragmented, not only the first one.
+        flow::remember_fragment(flow);
         count(Counter::ConntrackHit);
         return Ok(());
     }

@@ -1192,10 +1192,6 @@ fn fragments_pass_only_behind_an_allowed_first_fragment() {
 }
 
 #[test]
-#[ignore = "dataplane differs from docs/policy.md: a first fragment that passes on an existing \
-            conntrack entry is not remembered in TORTIE_FRAGS (policy::admit returns before \
-            flow::remember_fragment), so the later fragments of every datagram after a flow's \
-            first packet are dropped as drop_fragment_unknown"]
 fn fragmented_datagrams_of_a_tracked_flow_pass_whole() {
     // docs/policy.md: a first fragment "judged on its ports like any packet; if allowed, its
     // datagram ... is remembered"; a non-first fragment "passes only as part of a datagram
