@@ -12,7 +12,10 @@
 //! Steps check the verdict and the exact change of every counter, so a packet that passes
 //! for the wrong reason (or is dropped for the wrong one) fails the test.
 
-use std::{collections::BTreeMap, path::PathBuf};
+mod common;
+
+use common::object;
+use std::collections::BTreeMap;
 
 use aya::maps::MapError;
 use bpf_maps::{
@@ -59,30 +62,6 @@ const IP_MF: u16 = 0x2000;
 
 // ---------------------------------------------------------------------------------------
 // The node under test.
-
-fn object() -> Option<PathBuf> {
-    if !nix::unistd::geteuid().is_root() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "BPF_PROG_TEST_RUN tests need root, and CI runs as root"
-        );
-        eprintln!("skipping: BPF_PROG_TEST_RUN needs root");
-        return None;
-    }
-    let path = std::env::var_os("TORTIE_BPF_OBJECT").map_or_else(
-        || {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/bpfel-unknown-none/release/dataplane-ebpf")
-        },
-        PathBuf::from,
-    );
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo xtask build-ebpf` (or `cargo xtask test`)",
-        path.display()
-    );
-    Some(path)
-}
 
 /// The cluster's workload endpoints, as Calico stores them.
 fn pods_yaml() -> String {

@@ -1,7 +1,9 @@
 //! The eBPF programs run by the kernel on crafted packets (BPF_PROG_TEST_RUN), against private
 //! maps filled through the agent's own calc → sync path. Needs root.
 
-use std::path::PathBuf;
+mod common;
+
+use common::object;
 
 use bpf_maps::{program_names, Counter};
 use tortie::{
@@ -13,30 +15,6 @@ use tortie::{
 const TC_ACT_OK: i32 = 0;
 const TC_ACT_SHOT: i32 = 2;
 const TC_ACT_REDIRECT: i32 = 7;
-
-fn object() -> Option<PathBuf> {
-    if !nix::unistd::geteuid().is_root() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "BPF_PROG_TEST_RUN tests need root, and CI runs as root"
-        );
-        eprintln!("skipping: BPF_PROG_TEST_RUN needs root");
-        return None;
-    }
-    let path = std::env::var_os("TORTIE_BPF_OBJECT").map_or_else(
-        || {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/bpfel-unknown-none/release/dataplane-ebpf")
-        },
-        PathBuf::from,
-    );
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo xtask build-ebpf` (or `cargo xtask test`)",
-        path.display()
-    );
-    Some(path)
-}
 
 /// A runner programmed as node-0 of the fixture cluster.
 fn runner_for(cluster: &ClusterConfig) -> Option<ProgramRunner> {
