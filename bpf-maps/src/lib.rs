@@ -2,7 +2,8 @@
 //!
 //! Every key and value here is `#[repr(C)]`, `Copy`, has explicit padding and a compile-time
 //! size assertion, because the kernel copies them byte for byte between the two sides. The
-//! `user` feature adds [`aya::Pod`] and [`bytemuck`] impls for the agent and the CLI.
+//! `user` feature adds [`aya::Pod`] and [`bytemuck`] impls and the helpers in `user` for the
+//! agent and the CLI.
 //!
 //! Map layouts are versioned by [`MAP_LAYOUT_VERSION`]: pins live under
 //! `<pin root>/maps/v<version>/`, so an agent with a new layout never reuses an old map.
@@ -239,23 +240,7 @@ pub mod nat_flags {
 pub const WORKLOAD_GATEWAY: [u8; 4] = [169, 254, 1, 1];
 
 #[cfg(feature = "user")]
-mod user {
-    // SAFETY: all are repr(C), Copy, built only from integers and byte arrays, with the padding
-    // spelled out as fields, so every bit pattern is valid and none is uninitialised.
-    unsafe impl aya::Pod for super::RouteValue {}
-    unsafe impl aya::Pod for super::IfaceValue {}
-    unsafe impl bytemuck::Zeroable for super::RouteValue {}
-    unsafe impl bytemuck::Pod for super::RouteValue {}
-    unsafe impl bytemuck::Zeroable for super::IfaceValue {}
-    unsafe impl bytemuck::Pod for super::IfaceValue {}
-    unsafe impl aya::Pod for super::NodeConfig {}
-    unsafe impl aya::Pod for super::NatKey {}
-    unsafe impl aya::Pod for super::NatValue {}
-    unsafe impl aya::Pod for super::policy::IpCacheValue {}
-    unsafe impl aya::Pod for super::policy::PolicyKey {}
-    unsafe impl aya::Pod for super::policy::PolicyValue {}
-    unsafe impl aya::Pod for super::policy::CtKey {}
-    unsafe impl aya::Pod for super::policy::CtValue {}
-    unsafe impl aya::Pod for super::policy::FragmentKey {}
-    unsafe impl aya::Pod for super::policy::FragmentValue {}
-}
+extern crate std;
+
+#[cfg(feature = "user")]
+pub mod user;

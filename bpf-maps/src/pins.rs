@@ -10,3 +10,11 @@
 pub const DEFAULT_ROOT: &str = "/sys/fs/bpf/tortie";
 /// Subdirectory of the pin root holding the maps.
 pub const MAPS_DIR: &str = "maps";
+
+/// `<root>/maps/v<MAP_LAYOUT_VERSION>`: the directory holding the maps of this layout.
+#[cfg(feature = "user")]
+pub fn maps_dir(pin_root: &std::path::Path) -> std::path::PathBuf {
+    pin_root
+        .join(MAPS_DIR)
+        .join(std::format!("v{}", crate::MAP_LAYOUT_VERSION))
+}

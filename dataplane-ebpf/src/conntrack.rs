@@ -12,8 +12,8 @@ use aya_ebpf::helpers::generated::bpf_ktime_get_ns;
 use bpf_maps::policy::{ct_flags, CtKey, CtValue};
 
 use crate::{
-    flow::{Flow, ICMP_ECHO_REQUEST, TCP_FIN, TCP_RST, TCP_SYN},
-    headers::{IPPROTO_ICMP, IPPROTO_TCP},
+    flow::{Flow, TCP_FIN, TCP_RST, TCP_SYN},
+    headers::{ICMP_ECHO_REQUEST, IPPROTO_ICMP, IPPROTO_TCP},
     maps::TORTIE_CT,
 };
 

@@ -13,24 +13,18 @@ use bpf_maps::{
 };
 
 use crate::{
-    headers::{Ipv4Summary, ETH_HLEN, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
+    headers::{
+        Ipv4Summary, ETH_HLEN, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, IPPROTO_ICMP, IPPROTO_SCTP,
+        IPPROTO_TCP, IPPROTO_UDP, IP_MF, IP_MF_OFFSET, IP_OFFSET,
+    },
     maps::TORTIE_FRAGS,
 };
-
-/// SCTP's protocol number.
-pub const IPPROTO_SCTP: u8 = 132;
-/// "More fragments" in `frag_off` (host byte order).
-const IP_MF: u16 = 0x2000;
-/// Fragment offset bits of `frag_off`.
-const IP_OFFSET: u16 = 0x1fff;
 
 pub const TCP_FIN: u8 = 0x01;
 pub const TCP_SYN: u8 = 0x02;
 pub const TCP_RST: u8 = 0x04;
 
-pub const ICMP_ECHO_REPLY: u8 = 0;
 pub const ICMP_DEST_UNREACH: u8 = 3;
-pub const ICMP_ECHO_REQUEST: u8 = 8;
 pub const ICMP_TIME_EXCEEDED: u8 = 11;
 pub const ICMP_PARAMETER_PROBLEM: u8 = 12;
 
@@ -63,7 +57,7 @@ pub struct Flow {
 #[inline(always)]
 pub fn read_flow(ctx: &TcContext, ip: &Ipv4Summary) -> Result<Flow, Counter> {
     let l4_offset = ETH_HLEN + ip.header_len() as usize;
-    let fragmented = ip.frag_off & (IP_MF | IP_OFFSET) != 0;
+    let fragmented = ip.frag_off & IP_MF_OFFSET != 0;
     // Only fragments need the IP id (to find their datagram): no extra load per packet.
     let ip_id: u16 = if fragmented {
         ctx.load(ETH_HLEN + 4).map_err(|_| Counter::DropMalformed)?

@@ -75,10 +75,17 @@ pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_IPIP: u8 = 4;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_SCTP: u8 = 132;
 /// "Don't fragment" in `frag_off` (host byte order).
 pub const IP_DF: u16 = 0x4000;
-/// "More fragments" and the fragment offset in `frag_off` (host byte order).
-pub const IP_MF_OFFSET: u16 = 0x3fff;
+/// "More fragments" in `frag_off` (host byte order).
+pub const IP_MF: u16 = 0x2000;
+/// The fragment offset bits of `frag_off`.
+pub const IP_OFFSET: u16 = 0x1fff;
+/// "More fragments" and the fragment offset: any of them makes the packet a fragment.
+pub const IP_MF_OFFSET: u16 = IP_MF | IP_OFFSET;
+pub const ICMP_ECHO_REPLY: u8 = 0;
+pub const ICMP_ECHO_REQUEST: u8 = 8;
 pub const IPV4_HLEN: usize = core::mem::size_of::<Ipv4Hdr>();
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_ARP: u16 = 0x0806;

@@ -50,7 +50,8 @@ pub fn from_host_iface(ctx: &TcContext) -> Verdict {
     match route_lookup(ip.dst) {
         Some(route) if route.flags & route_flags::LOCAL_WORKLOAD != 0 => {
             // The destination pod's ingress policy, also for traffic that came encapsulated.
-            let admitted = read_flow(ctx, &ip).and_then(|flow| policy::admit(ctx, &flow));
+            let admitted =
+                read_flow(ctx, &ip).and_then(|flow| policy::admit(ctx, &flow, config.policy_epoch));
             match admitted {
                 Ok(()) => deliver_to_local_workload(ctx, route.ifindex),
                 Err(reason) => Verdict::Drop(reason),

@@ -16,7 +16,10 @@ use bpf_maps::{nat_flags, route_flags, Counter, NatKey, NatValue, NodeConfig};
 
 use crate::{
     forward::deliver_to_local_workload,
-    headers::{Ipv4Summary, ETH_HLEN, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IP_MF_OFFSET},
+    headers::{
+        Ipv4Summary, ETH_HLEN, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, IPPROTO_ICMP, IPPROTO_TCP,
+        IPPROTO_UDP, IP_MF_OFFSET,
+    },
     maps::{count, route_lookup, TORTIE_NAT},
     verdict::Verdict,
 };
@@ -26,8 +29,6 @@ const IP_CHECK_OFFSET: usize = ETH_HLEN + 10;
 /// Offsets of the IPv4 source and destination addresses in the frame.
 const IP_SRC_OFFSET: usize = ETH_HLEN + 12;
 const IP_DST_OFFSET: usize = ETH_HLEN + 16;
-const ICMP_ECHO_REPLY: u8 = 0;
-const ICMP_ECHO_REQUEST: u8 = 8;
 /// Candidate ports tried before giving up on a new flow.
 const PORT_ATTEMPTS: u32 = 8;
 

@@ -15,25 +15,23 @@ use bpf_maps::{
         direction, verdict, PolicyKey, IDENTITY_HOST, IDENTITY_WORLD, POLICY_PREFIX_FULL,
         RULE_DEFAULT_DENY,
     },
-    route_flags, Counter,
+    route_flags, Counter, NodeConfig,
 };
 
 use crate::{
     conntrack,
     flow::{self, Flow},
     headers::IPPROTO_ICMP,
-    maps::{
-        count, count_rule, iface_lookup, node_config, route_lookup, TORTIE_IPCACHE, TORTIE_POLICY,
-    },
+    maps::{count, count_rule, iface_lookup, route_lookup, TORTIE_IPCACHE, TORTIE_POLICY},
 };
 
 /// Lets a packet's flow through, or says why not. Tracked flows pass after a state update
 /// (and, when policy changed since they were allowed, a fresh verdict); new flows need every
 /// local endpoint's policy to allow them and are tracked from then on; ICMP errors about a
-/// tracked flow pass as related.
+/// tracked flow pass as related. `epoch` is the current policy epoch, from the node
+/// configuration the caller has already read ([`epoch_of`]).
 #[inline(always)]
-pub fn admit(ctx: &TcContext, flow: &Flow) -> Result<(), Counter> {
-    let epoch = node_config().map_or(0, |config| config.policy_epoch);
+pub fn admit(ctx: &TcContext, flow: &Flow, epoch: u32) -> Result<(), Counter> {
     let (key, src_is_a) = conntrack::key_of(flow);
     if let Some(entry) = conntrack::lookup(&key) {
         // SAFETY: a valid pointer into the map value for this program run.
@@ -67,6 +65,12 @@ pub fn admit(ctx: &TcContext, flow: &Flow) -> Result<(), Counter> {
     flow::remember_fragment(flow);
     count(Counter::PolicyAllowed);
     Ok(())
+}
+
+/// The policy epoch of a node configuration (0 before the agent has written a valid one).
+#[inline(always)]
+pub fn epoch_of(config: Option<&NodeConfig>) -> u32 {
+    config.map_or(0, |config| config.policy_epoch)
 }
 
 /// Whether the policies of the local endpoints the flow touches allow it.

@@ -27,7 +27,8 @@ pub fn to_workload(ctx: &TcContext) -> Verdict {
     if !ip.is_well_formed(ctx.len()) {
         return Verdict::Drop(Counter::DropMalformed);
     }
-    match read_flow(ctx, &ip).and_then(|flow| policy::admit(ctx, &flow)) {
+    let epoch = policy::epoch_of(node_config().as_ref());
+    match read_flow(ctx, &ip).and_then(|flow| policy::admit(ctx, &flow, epoch)) {
         Ok(()) => Verdict::Pass(Counter::ToWorkload),
         Err(reason) => Verdict::Drop(reason),
     }
@@ -64,9 +65,12 @@ fn ipv4_from_workload(ctx: &TcContext, iface: &IfaceValue) -> Verdict {
     if iface.flags & iface_flags::HAS_IPV4 == 0 || ip.src != iface.ipv4 {
         return Verdict::Drop(Counter::DropSpoofedSource);
     }
+    // Read once: policy needs its epoch, off-node forwarding the rest.
+    let config = node_config();
     // Policy (the pod's egress, and the ingress of a destination pod on this node) before
     // any forwarding decision, so no path can skip it.
-    let admitted = read_flow(ctx, &ip).and_then(|flow| policy::admit(ctx, &flow));
+    let epoch = policy::epoch_of(config.as_ref());
+    let admitted = read_flow(ctx, &ip).and_then(|flow| policy::admit(ctx, &flow, epoch));
     if let Err(reason) = admitted {
         return Verdict::Drop(reason);
     }
@@ -81,7 +85,7 @@ fn ipv4_from_workload(ctx: &TcContext, iface: &IfaceValue) -> Verdict {
         }
     }
     // Off-node destinations need the node's own address and uplink.
-    let Some(config) = node_config() else {
+    let Some(config) = config else {
         return Verdict::Pass(Counter::PassedToHost);
     };
     match route {

@@ -249,37 +249,33 @@ pub async fn run(config: AgentConfig) -> Result<()> {
 /// Expires idle conntrack and natOutgoing entries every [`conntrack_gc::INTERVAL`], on the
 /// blocking pool (a sweep walks whole maps), for as long as the agent runs.
 fn spawn_conntrack_gc(pin_root: &Path) -> Result<()> {
-    let gc = ConntrackGc::open_pinned(&load::maps_dir(pin_root), CtTimeouts::default())
+    let mut gc = ConntrackGc::open_pinned(&load::maps_dir(pin_root), CtTimeouts::default())
         .context("opening the conntrack maps for expiry")?;
     tokio::spawn(async move {
-        let mut gc = Some(gc);
-        let mut interval = tokio::time::interval(conntrack_gc::INTERVAL);
-        interval.tick().await;
+        let first = tokio::time::Instant::now() + conntrack_gc::INTERVAL;
+        let mut interval = tokio::time::interval_at(first, conntrack_gc::INTERVAL);
         loop {
             interval.tick().await;
-            let Some(mut sweeper) = gc.take() else { break };
+            // The collector goes to the blocking pool and comes back with its result.
             let swept = tokio::task::spawn_blocking(move || {
-                let stats = sweeper.collect_now();
-                (sweeper, stats)
+                let stats = gc.collect_now();
+                (gc, stats)
             })
             .await;
-            match swept {
-                Ok((sweeper, stats)) => {
-                    gc = Some(sweeper);
-                    match stats {
-                        Ok(stats)
-                            if stats.conntrack_removed.total() + stats.nat_removed.total() > 0 =>
-                        {
-                            tracing::info!("conntrack expiry: {stats}")
-                        }
-                        Ok(stats) => tracing::debug!("conntrack expiry: {stats}"),
-                        Err(error) => tracing::warn!("conntrack expiry failed: {error:#}"),
-                    }
-                }
+            let (returned, stats) = match swept {
+                Ok(swept) => swept,
                 Err(error) => {
                     tracing::error!("conntrack expiry stopped: {error}");
                     break;
                 }
+            };
+            gc = returned;
+            match stats {
+                Ok(stats) if stats.conntrack_removed.total() + stats.nat_removed.total() > 0 => {
+                    tracing::info!("conntrack expiry: {stats}")
+                }
+                Ok(stats) => tracing::debug!("conntrack expiry: {stats}"),
+                Err(error) => tracing::warn!("conntrack expiry failed: {error:#}"),
             }
         }
     });
@@ -334,15 +330,13 @@ impl InputSource {
         }
     }
 
-    /// The policy inputs and a token that changes whenever they may have: files carry no
-    /// policy; datastore inputs are shared and replaced whole, so their address tells.
-    fn policy(&self) -> (Option<&PolicyInputs>, usize) {
+    /// The inputs policy is compiled from, `None` for files (which carry no policy).
+    /// Datastore inputs are shared and replaced whole, so the same `Arc` means the same
+    /// policy.
+    fn policy(&self) -> Option<&Arc<Inputs>> {
         match self {
-            InputSource::Files { .. } => (None, 0),
-            InputSource::Datastore { current, .. } => match current {
-                Some(inputs) => (Some(&inputs.policy), Arc::as_ptr(inputs) as usize),
-                None => (None, 0),
-            },
+            InputSource::Files { .. } => None,
+            InputSource::Datastore { current, .. } => current.as_ref(),
         }
     }
 
@@ -389,10 +383,10 @@ impl InputSource {
     async fn changed(&mut self) -> Result<()> {
         match self {
             InputSource::Files { .. } => std::future::pending().await,
-            InputSource::Datastore { source, inputs, .. } => {
-                let state = source.state();
-                inputs.changed().await.map_err(|_| stopped_source(&state))
-            }
+            InputSource::Datastore { source, inputs, .. } => inputs
+                .changed()
+                .await
+                .map_err(|_| stopped_source(&source.state())),
         }
     }
 }
@@ -503,20 +497,25 @@ impl Agent {
         let mut desired = desired_state(&calc_inputs);
         // Compiling is the expensive step: only when the inputs or the local interfaces
         // (which policy entries are keyed by) changed.
-        let (policy_inputs, token) = self.inputs.policy();
+        let policy_inputs = self.inputs.policy();
         let local_interfaces: BTreeMap<String, u32> = interfaces
             .iter()
             .filter(|iface| iface.name.starts_with(&self.config.workload_prefix))
             .map(|iface| (iface.name.clone(), iface.index))
             .collect();
         let fresh = self.compiled.as_ref().is_some_and(|last| {
-            last.inputs_token == token && last.local_interfaces == local_interfaces
+            let same_inputs = match (&last.inputs, policy_inputs) {
+                (Some(last), Some(now)) => Arc::ptr_eq(last, now),
+                (None, None) => true,
+                _ => false,
+            };
+            same_inputs && last.local_interfaces == local_interfaces
         });
         if !fresh {
             let started = std::time::Instant::now();
             let empty = PolicyInputs::default();
             let compiled = calc::policy::compile_for_node(
-                policy_inputs.unwrap_or(&empty),
+                policy_inputs.map_or(&empty, |inputs| &inputs.policy),
                 &calc_inputs,
                 &mut self.policy_allocators,
             );
@@ -533,7 +532,7 @@ impl Agent {
                 "policy compiled"
             );
             self.compiled = Some(LastCompilation {
-                inputs_token: token,
+                inputs: policy_inputs.cloned(),
                 local_interfaces,
                 tables: PolicyTables::of(&compiled),
                 compiled,
@@ -563,8 +562,9 @@ impl Agent {
 
 /// A policy compilation and what it was made from.
 struct LastCompilation {
-    /// Which inputs it compiled (see `InputSource::policy`).
-    inputs_token: usize,
+    /// The inputs it compiled (see `InputSource::policy`); held, so that new inputs can
+    /// never be taken for these ones by reusing their address.
+    inputs: Option<Arc<Inputs>>,
     /// The local workload interfaces then: name → index.
     local_interfaces: BTreeMap<String, u32>,
     compiled: CompiledPolicy,

@@ -13,8 +13,8 @@ use tortie::{
 use tortie_datastore::{testing::EtcdServer, Datastore, EtcdDatastore, EtcdOptions};
 use tortie_ipam::AllocationBlock;
 use tortie_resources::{
-    IpPoolSpec, Kind, Node, NodeBgpSpec, NodeSpec, ObjectMeta, WorkloadEndpoint,
-    WorkloadEndpointSpec,
+    workload_endpoint_name, IpPoolSpec, Kind, Node, NodeBgpSpec, NodeSpec, ObjectMeta,
+    WorkloadEndpoint, WorkloadEndpointSpec,
 };
 
 const NODE: &str = "node-0";
@@ -63,7 +63,7 @@ fn block_json(cidr: &str, node: &str) -> (String, Vec<u8>) {
 }
 
 fn wep_json(pod: &str, node: &str, ip: Ipv4Addr) -> (String, Vec<u8>) {
-    let name = format!("{node}-k8s-{pod}-eth0");
+    let name = workload_endpoint_name(node, "k8s", pod, "eth0");
     let wep = WorkloadEndpoint {
         metadata: ObjectMeta::namespaced("default", &name),
         spec: WorkloadEndpointSpec {

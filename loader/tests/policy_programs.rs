@@ -33,7 +33,7 @@ use tortie::{
     },
 };
 use tortie_policy::{CompiledPolicy, Direction};
-use tortie_resources::parse_documents;
+use tortie_resources::{parse_documents, workload_endpoint_name};
 
 const TC_ACT_OK: i32 = 0;
 const TC_ACT_SHOT: i32 = 2;
@@ -77,7 +77,7 @@ fn pods_yaml() -> String {
             "apiVersion: projectcalico.org/v3
 kind: WorkloadEndpoint
 metadata:
-  name: {}-k8s-{pod}-eth0
+  name: {}
   namespace: default
   labels:
     app: {pod}
@@ -91,7 +91,7 @@ spec:
   mac: \"{mac}\"
   profiles: [kns.default]
 ",
-            node.replace('-', "--")
+            workload_endpoint_name(node, "k8s", pod, "eth0")
         )
     })
     .collect::<Vec<_>>()
@@ -226,12 +226,12 @@ impl Node {
     }
 
     fn ct(&mut self, flow: Flow) -> Option<CtValue> {
-        match self
-            .runner
-            .conntrack()
-            .expect("TORTIE_CT")
-            .get(&flow.ct_key(), 0)
-        {
+        self.ct_at(&flow.ct_key())
+    }
+
+    /// The `TORTIE_CT` entry under `key`.
+    fn ct_at(&mut self, key: &CtKey) -> Option<CtValue> {
+        match self.runner.conntrack().expect("TORTIE_CT").get(key, 0) {
             Ok(value) => Some(value),
             Err(MapError::KeyNotFound) => None,
             Err(e) => panic!("reading TORTIE_CT: {e}"),
@@ -430,25 +430,43 @@ fn icmp_error(icmp_type: u8, code: u8, word: u32, original: &[u8]) -> Vec<u8> {
     message
 }
 
-/// A frame pod A sends (it enters `tortie_from_wep` of A's interface).
-fn from_pod_a(ip: &[u8]) -> Vec<u8> {
-    let mut frame = ethernet(HOST_MAC, POD_A_MAC, 0x0800);
+/// The IPv4 packet `ip` in an Ethernet frame from `src` to `dst`.
+fn frame(dst: [u8; 6], src: [u8; 6], ip: &[u8]) -> Vec<u8> {
+    let mut frame = ethernet(dst, src, 0x0800);
     frame.extend_from_slice(ip);
     frame
+}
+
+/// A frame pod A sends (it enters `tortie_from_wep` of A's interface).
+fn from_pod_a(ip: &[u8]) -> Vec<u8> {
+    frame(HOST_MAC, POD_A_MAC, ip)
 }
 
 /// A plain frame arriving from the fabric (it enters `tortie_from_hep`).
 fn from_fabric(ip: &[u8]) -> Vec<u8> {
-    let mut frame = ethernet(UPLINK_MAC, PEER_MAC, 0x0800);
-    frame.extend_from_slice(ip);
-    frame
+    frame(UPLINK_MAC, PEER_MAC, ip)
 }
 
 /// A frame the host stack sends into pod B (it leaves through `tortie_to_wep`).
 fn from_host_to_b(ip: &[u8]) -> Vec<u8> {
-    let mut frame = ethernet(POD_B_MAC, HOST_MAC, 0x0800);
-    frame.extend_from_slice(ip);
-    frame
+    frame(POD_B_MAC, HOST_MAC, ip)
+}
+
+/// How node-1 encapsulates pod traffic to this node.
+#[derive(Clone, Copy, Debug)]
+enum Tunnel {
+    Ipip,
+    Vxlan,
+}
+
+/// `ip` as node-1 sends it to this node through `tunnel` (it enters `tortie_from_hep`).
+fn from_node_1(tunnel: Tunnel, ip: &[u8]) -> Vec<u8> {
+    let inner = frame(HOST_MAC, PEER_MAC, ip);
+    let outer_macs = (UPLINK_MAC, PEER_MAC);
+    match tunnel {
+        Tunnel::Ipip => packets::ipip(outer_macs, REMOTE_NODE, NODE_IP, &inner),
+        Tunnel::Vxlan => packets::vxlan(outer_macs, REMOTE_NODE, NODE_IP, 4789, 4096, &inner),
+    }
 }
 
 fn assert_delivered_to(out: &RunOutcome, mac: [u8; 6], sent_ip: &[u8]) {
@@ -901,10 +919,7 @@ fn icmp_echo_replies_share_the_requests_entry() {
         &[(Counter::PolicyAllowed, 1), (Counter::ForwardedRemote, 1)],
     );
     let entry = node
-        .runner
-        .conntrack()
-        .expect("TORTIE_CT")
-        .get(&key, 0)
+        .ct_at(&key)
         .expect("entry keyed by the echo identifier");
     assert_eq!(entry.flags, ct_flags::OPENED_BY_A);
     assert_eq!(FlowClass::of_conntrack(&entry, ICMP), FlowClass::Icmp);
@@ -916,12 +931,7 @@ fn icmp_echo_replies_share_the_requests_entry() {
         "echo reply",
         &[(Counter::ConntrackHit, 1), (Counter::ForwardedLocal, 1)],
     );
-    let entry = node
-        .runner
-        .conntrack()
-        .expect("TORTIE_CT")
-        .get(&key, 0)
-        .expect("entry");
+    let entry = node.ct_at(&key).expect("entry");
     assert_eq!(entry.flags, ct_flags::OPENED_BY_A | ct_flags::ESTABLISHED);
     assert_eq!(entry.packets, 2);
 
@@ -1430,11 +1440,7 @@ fn malformed_headers_are_dropped_before_policy_on_every_path() {
         (
             "C → B in IPIP from node-1",
             FROM_HOST_IFACE,
-            Box::new(|ip: &[u8]| {
-                let mut inner = ethernet(HOST_MAC, PEER_MAC, 0x0800);
-                inner.extend_from_slice(ip);
-                packets::ipip((UPLINK_MAC, PEER_MAC), REMOTE_NODE, NODE_IP, &inner)
-            }),
+            Box::new(|ip: &[u8]| from_node_1(Tunnel::Ipip, ip)),
             &from_c,
         ),
         ("host → B", TO_WORKLOAD, Box::new(from_host_to_b), &from_c),
@@ -1512,7 +1518,10 @@ fn ip_options_cannot_misplace_the_ports_policy_judges() {
 
 #[test]
 fn encapsulated_traffic_is_subject_to_the_pods_ingress_policy() {
-    for (ipip, vxlan) in [("Always", "Never"), ("Never", "Always")] {
+    for (ipip, vxlan, kind, tunnel) in [
+        ("Always", "Never", Tunnel::Ipip, "IPIP"),
+        ("Never", "Always", Tunnel::Vxlan, "VXLAN"),
+    ] {
         let Some(mut node) = Node::start(
             ipip,
             vxlan,
@@ -1520,23 +1529,7 @@ fn encapsulated_traffic_is_subject_to_the_pods_ingress_policy() {
         ) else {
             return;
         };
-        let tunnel = if ipip == "Always" { "IPIP" } else { "VXLAN" };
-        let wrap = |ip: &[u8]| {
-            let mut inner = ethernet(HOST_MAC, PEER_MAC, 0x0800);
-            inner.extend_from_slice(ip);
-            if ipip == "Always" {
-                packets::ipip((UPLINK_MAC, PEER_MAC), REMOTE_NODE, NODE_IP, &inner)
-            } else {
-                packets::vxlan(
-                    (UPLINK_MAC, PEER_MAC),
-                    REMOTE_NODE,
-                    NODE_IP,
-                    4789,
-                    4096,
-                    &inner,
-                )
-            }
-        };
+        let wrap = |ip: &[u8]| from_node_1(kind, ip);
 
         // D is on a known node, but B does not accept it.
         let out = node.run(

@@ -65,7 +65,7 @@ impl Evaluator {
             Direction::Egress => peer_ep.map_or(&[][..], |p| p.named_ports.as_slice()),
         };
         let judge = |rule: &NormRule| -> Outcome {
-            let matches = rule.local.eval(&mut |atom| atom.holds(ep.ipv4, Some(ep)))
+            let matches = rule.local_holds(ep)
                 && rule.peer.eval(&mut |atom| atom.holds(peer, peer_ep))
                 && rule.traffic_matches(protocol, port, destination_ports);
             if !matches {

@@ -249,22 +249,16 @@ fn nets_with_own_addresses(table: &AtomTable) -> Vec<Ipv4Net> {
 pub(crate) fn build_classes(
     norm: &Normalized,
     table: &AtomTable,
-    named_refs: &BTreeSet<(String, u8)>,
+    named_refs: &BTreeSet<(&str, u8)>,
 ) -> Classes {
     let atom_count = table.len();
-    let mut list = vec![
-        Class {
-            atoms: BitSet::new(atom_count),
-            named: Vec::new(),
-            remote_host: false,
-        },
-        // Nodes outside every CIDR: the world's valuation under their own fixed number.
-        Class {
-            atoms: BitSet::new(atom_count),
-            named: Vec::new(),
-            remote_host: false,
-        },
-    ];
+    let world = Class {
+        atoms: BitSet::new(atom_count),
+        named: Vec::new(),
+        remote_host: false,
+    };
+    // Nodes outside every CIDR: the world's valuation under their own fixed number.
+    let mut list = vec![world.clone(), world];
     let mut index: HashMap<Class, usize> = HashMap::new();
     index.insert(list[CLASS_WORLD].clone(), CLASS_WORLD);
     let mut class_of = |class: Class, list: &mut Vec<Class>| -> usize {
@@ -333,7 +327,7 @@ pub(crate) fn build_classes(
         let named = ep
             .named_ports
             .iter()
-            .filter(|np| named_refs.contains(&(np.name.clone(), np.protocol)))
+            .filter(|np| named_refs.contains(&(np.name.as_str(), np.protocol)))
             .cloned()
             .collect();
         let class = class_of(

@@ -75,22 +75,21 @@ impl Endpoint {
     }
 
     /// The endpoint a Calico `WorkloadEndpoint` describes, with `ifindex` when it is local.
-    /// Its key is `namespace/pod` (the pod from `spec.pod`, else the resource name).
+    /// Its key is `namespace/pod` (the namespace `default` when unset; the pod from
+    /// `spec.pod`, else `spec.workload`, else the resource name); without `spec.profiles` it
+    /// gets [`Endpoint::kubernetes_profiles`].
     ///
     /// Fails when the workload endpoint has no IPv4 address.
     pub fn from_workload_endpoint(
         wep: &WorkloadEndpoint,
         ifindex: Option<u32>,
     ) -> Result<Endpoint, String> {
-        let namespace = wep
-            .metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| tortie_resources::meta::DEFAULT_NAMESPACE.to_string());
+        let namespace = wep.metadata.namespace_or_default().to_string();
         let pod = wep
             .spec
             .pod
             .clone()
+            .or_else(|| wep.spec.workload.clone())
             .unwrap_or_else(|| wep.metadata.name.clone());
         let ipv4 = wep
             .spec
@@ -117,6 +116,11 @@ impl Endpoint {
                 port: p.port,
             })
             .collect();
+        let profiles = if wep.spec.profiles.is_empty() {
+            Endpoint::kubernetes_profiles(&namespace, wep.spec.service_account_name.as_deref())
+        } else {
+            wep.spec.profiles.clone()
+        };
         Ok(Endpoint {
             key: format!("{namespace}/{pod}"),
             namespace,
@@ -125,7 +129,7 @@ impl Endpoint {
             ifindex,
             service_account: wep.spec.service_account_name.clone(),
             named_ports,
-            profiles: wep.spec.profiles.clone(),
+            profiles,
         })
     }
 }
@@ -335,5 +339,66 @@ impl fmt::Display for DecidedBy {
             DecidedBy::DefaultDeny => f.write_str("default deny"),
             DecidedBy::Rule(key) => write!(f, "{key}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tortie_resources::{
+        ObjectMeta, Protocol, WorkloadEndpoint, WorkloadEndpointPort, WorkloadEndpointSpec,
+    };
+
+    use super::Endpoint;
+
+    fn wep(edit: impl FnOnce(&mut WorkloadEndpoint)) -> WorkloadEndpoint {
+        let mut wep = WorkloadEndpoint {
+            metadata: ObjectMeta::named("node--0-k8s-web-eth0"),
+            spec: WorkloadEndpointSpec {
+                ip_networks: vec!["fd00::1/128".into(), "10.0.0.1/32".into()],
+                ..WorkloadEndpointSpec::default()
+            },
+        };
+        edit(&mut wep);
+        wep
+    }
+
+    #[test]
+    fn workload_endpoint_fallbacks() {
+        let port = |name: &str| WorkloadEndpointPort {
+            name: name.into(),
+            protocol: Protocol::Tcp,
+            port: 8080,
+            host_port: None,
+            host_ip: None,
+        };
+        let ep = Endpoint::from_workload_endpoint(
+            &wep(|w| {
+                w.spec.workload = Some("web".into());
+                w.spec.service_account_name = Some("api".into());
+                w.spec.ports = vec![port("http"), port("")];
+            }),
+            Some(4),
+        )
+        .unwrap();
+        // No namespace is `default`; the workload names the pod when `pod` is unset.
+        assert_eq!(ep.key, "default/web");
+        assert_eq!(ep.ipv4, std::net::Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!(ep.ifindex, Some(4));
+        assert_eq!(ep.profiles, ["kns.default", "ksa.default.api"]);
+        assert_eq!(ep.named_ports.len(), 1, "unnamed ports are left out");
+
+        let ep = Endpoint::from_workload_endpoint(
+            &wep(|w| {
+                w.metadata.namespace = Some("prod".into());
+                w.spec.profiles = vec!["custom".into()];
+            }),
+            None,
+        )
+        .unwrap();
+        assert_eq!(ep.key, "prod/node--0-k8s-web-eth0");
+        assert_eq!(ep.profiles, ["custom"]);
+
+        let v6_only = wep(|w| w.spec.ip_networks.truncate(1));
+        assert!(Endpoint::from_workload_endpoint(&v6_only, None).is_err());
     }
 }

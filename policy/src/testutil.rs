@@ -40,6 +40,19 @@ pub(crate) fn named(mut ep: Endpoint, name: &str, protocol: u8, port: u16) -> En
     ep
 }
 
+/// A Kubernetes policy `prod/web`: pods `app: web` take TCP port 80 from the namespace's
+/// `app: client` pods, and no other ingress.
+pub(crate) const WEB_FROM_CLIENT_ON_80: &str = "
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web, namespace: prod}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: client}}}]
+    ports: [{port: 80}]
+";
+
 /// Inputs with these pods and the policies, profiles and namespaces of `yaml`; the local
 /// host is 192.168.0.1 and one remote node 192.168.0.2.
 pub(crate) fn inputs(pods: Vec<Endpoint>, yaml: &str) -> PolicyInputs {

@@ -214,30 +214,48 @@ pub fn datastore_env() -> [(&'static str, String); 2] {
     ]
 }
 
-/// Runs `tortiectl args…` inside namespace `ns` against the lab's etcd, with `stdin` as its
-/// input. Returns the output whatever the exit status.
-pub fn tortiectl(artifacts: &Artifacts, ns: &str, args: &[&str], stdin: &str) -> Result<Output> {
+/// Runs `tortiectl args…` inside namespace `ns` against the lab's etcd (stdin empty).
+/// Returns the output whatever the exit status.
+pub fn tortiectl(artifacts: &Artifacts, ns: &str, args: &[&str]) -> Result<Output> {
     let bin = artifacts.tortiectl_bin();
     let mut command = nsenter_command(ns, bin.as_os_str(), &[]);
     command.args(args).envs(datastore_env());
-    run_with_stdin(&mut command, stdin, CNI_TIMEOUT)
+    run_with_stdin(&mut command, "", CNI_TIMEOUT)
         .with_context(|| format!("running tortiectl {}", args.join(" ")))
 }
 
-/// Applies `yaml` with `tortiectl apply -f -` from the fabric namespace; fails with
-/// tortiectl's message.
-pub fn apply(lab: &str, artifacts: &Artifacts, yaml: &str, saved_as: &Path) -> Result<()> {
-    std::fs::write(saved_as, yaml).with_context(|| format!("writing {}", saved_as.display()))?;
-    let file = saved_as.display().to_string();
-    let output = tortiectl(artifacts, &fabric_netns(lab), &["apply", "-f", &file], "")?;
+/// Like [`tortiectl`], failing with tortiectl's message unless it succeeds.
+pub fn tortiectl_checked(artifacts: &Artifacts, ns: &str, args: &[&str]) -> Result<()> {
+    let output = tortiectl(artifacts, ns, args)?;
     if !output.status.success() {
         bail!(
-            "tortiectl apply -f {file} failed: {}{}",
+            "tortiectl {} failed: {}{}",
+            args.join(" "),
             String::from_utf8_lossy(&output.stderr),
             String::from_utf8_lossy(&output.stdout)
         );
     }
     Ok(())
+}
+
+/// Writes `yaml` to `saved_as`, then runs `tortiectl <verb> -f <saved_as>` from the fabric
+/// namespace; fails with tortiectl's message.
+pub fn tortiectl_file(
+    lab: &str,
+    artifacts: &Artifacts,
+    verb: &str,
+    yaml: &str,
+    saved_as: &Path,
+) -> Result<()> {
+    std::fs::write(saved_as, yaml).with_context(|| format!("writing {}", saved_as.display()))?;
+    let file = saved_as.display().to_string();
+    tortiectl_checked(artifacts, &fabric_netns(lab), &[verb, "-f", &file])
+}
+
+/// Applies `yaml` (saved as `saved_as`) with `tortiectl apply -f` from the fabric namespace;
+/// fails with tortiectl's message.
+pub fn apply(lab: &str, artifacts: &Artifacts, yaml: &str, saved_as: &Path) -> Result<()> {
+    tortiectl_file(lab, artifacts, "apply", yaml, saved_as)
 }
 
 /// The container ID a runtime would give the pod's sandbox: stable per lab and pod, 40 hex.
@@ -256,6 +274,15 @@ pub struct Attachment {
     pub mac: String,
     /// The host-side interface.
     pub host_iface: String,
+}
+
+impl Attachment {
+    /// Fills in what the ADD decided (address, MAC, host interface) in `pod`'s record.
+    pub fn record_in(self, pod: &mut Pod) {
+        pod.ip = self.ip;
+        pod.mac = self.mac;
+        pod.host_iface = self.host_iface;
+    }
 }
 
 /// The network configuration the runtime hands `tortie-cni` on `node`.

@@ -4,8 +4,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
@@ -16,7 +15,6 @@ use crate::bpffs;
 use crate::capture::Capture;
 use crate::cluster::ClusterFile;
 use crate::control_plane::{self, EtcdState};
-use crate::convergence::{self, Lagging};
 use crate::counters;
 use crate::endpoints::EndpointsFile;
 use crate::netns::{self, nsenter_command};
@@ -30,11 +28,11 @@ use crate::teardown::{teardown, TeardownOptions};
 use crate::topology::{self, step};
 use crate::Signal;
 
-/// How many pings of the connectivity matrix run at once.
 mod workloads;
 
 pub use workloads::{PodRequest, ProbeResult};
 
+/// How many pings of the connectivity matrix run at once.
 const PING_PARALLELISM: usize = 16;
 
 /// How long the agents get to program a change made through the datastore.
@@ -242,10 +240,7 @@ impl Lab {
                 let node = self.node_of(&pod)?;
                 control_plane::add_pod(&name, &self.state.artifacts, node, &pod)
             })?;
-            let pod = &mut self.state.pods[index];
-            pod.ip = attachment.ip;
-            pod.mac = attachment.mac;
-            pod.host_iface = attachment.host_iface;
+            attachment.record_in(&mut self.state.pods[index]);
             self.state.save()?;
         }
         step(
@@ -361,6 +356,11 @@ impl Lab {
     fn node_of(&self, pod: &Pod) -> Result<&Node> {
         self.node(&pod.node)
             .ok_or_else(|| anyhow!("pod {} names unknown node {}", pod.name, pod.node))
+    }
+
+    fn pod_or_err(&self, name: &str) -> Result<&Pod> {
+        self.pod(name)
+            .ok_or_else(|| anyhow!("lab {} has no pod {name}", self.state.name))
     }
 
     fn node_or_err(&self, name: &str) -> Result<&Node> {
@@ -620,117 +620,7 @@ impl Lab {
             &self.state.artifacts,
             &spec::fabric_netns(&self.state.name),
             args,
-            "",
         )
-    }
-
-    /// Creates pod `namespace/name` on `node` through `tortie-cni` (after writing its pod
-    /// record with `labels`), records it and returns it with the address IPAM gave it.
-    pub fn add_pod(
-        &mut self,
-        node: &str,
-        namespace: &str,
-        name: &str,
-        labels: &[(&str, &str)],
-    ) -> Result<Pod> {
-        self.add_pod_with(&PodRequest {
-            node: node.to_owned(),
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-            labels: labels
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-            ports: Vec::new(),
-        })
-    }
-
-    /// Waits until every node's maps program its own pods' interfaces and route to every pod,
-    /// as `tortiectl bpf endpoints` and `tortiectl bpf routes` show them. Fails after
-    /// `timeout`, naming what each lagging node lacks.
-    pub fn wait_converged(&self, timeout: Duration) -> Result<()> {
-        let started = Instant::now();
-        loop {
-            let lagging = self.lagging_nodes()?;
-            if lagging.is_empty() {
-                return Ok(());
-            }
-            if started.elapsed() >= timeout {
-                let report: Vec<String> = lagging
-                    .iter()
-                    .map(|(node, lag)| {
-                        format!(
-                            "{node} lacks endpoints for {:?} and routes to {:?}",
-                            lag.endpoints, lag.routes
-                        )
-                    })
-                    .collect();
-                bail!(
-                    "the agents did not program every pod within {timeout:?}: {}; see the agent logs in {}",
-                    report.join("; "),
-                    self.state_dir().display()
-                );
-            }
-            sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn lagging_nodes(&self) -> Result<Vec<(String, Lagging)>> {
-        let all: Vec<Ipv4Addr> = self.state.pods.iter().map(|p| p.ip).collect();
-        let mut lagging = Vec::new();
-        for node in &self.state.nodes {
-            let local: Vec<Ipv4Addr> = self
-                .state
-                .pods
-                .iter()
-                .filter(|p| p.node == node.name)
-                .map(|p| p.ip)
-                .collect();
-            let endpoints = self.bpf_json(&node.name, "endpoints")?;
-            let routes = self.bpf_json(&node.name, "routes")?;
-            let parse =
-                |what: &str, err: String| anyhow!("tortiectl bpf {what} on {}: {err}", node.name);
-            let lag = convergence::lagging(
-                &convergence::endpoint_addresses(&endpoints).map_err(|e| parse("endpoints", e))?,
-                &convergence::route_prefixes(&routes).map_err(|e| parse("routes", e))?,
-                &local,
-                &all,
-            );
-            if !lag.is_empty() {
-                lagging.push((node.name.clone(), lag));
-            }
-        }
-        Ok(lagging)
-    }
-
-    /// `tortiectl bpf <what> -o json` on `node`. Before the agent has pinned its maps this
-    /// prints an empty list, so that a node that is still starting counts as lagging.
-    fn bpf_json(&self, node: &str, what: &str) -> Result<String> {
-        let tortiectl = self.state.artifacts.bin_dir().join("tortiectl");
-        let tortiectl = tortiectl.to_string_lossy();
-        let output = self.exec(node, &[&tortiectl, "bpf", what, "-o", "json"])?;
-        if output.status.success() {
-            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-        } else {
-            Ok("[]".to_owned())
-        }
-    }
-
-    /// Deletes pod `name` (or `namespace/name`) through `tortie-cni` DEL and removes its
-    /// namespace.
-    pub fn delete_pod(&mut self, name: &str) -> Result<()> {
-        self.require_etcd("deleting a pod")?;
-        let pod = self
-            .pod(name)
-            .cloned()
-            .ok_or_else(|| anyhow!("lab {} has no pod {name}", self.state.name))?;
-        let node = self.node_of(&pod)?.clone();
-        control_plane::delete_pod(&self.state.name, &self.state.artifacts, &node, &pod)?;
-        self.state
-            .pods
-            .retain(|p| !(p.name == pod.name && p.namespace == pod.namespace));
-        self.state.save()?;
-        Ok(())
     }
 
     /// Whether the agent of `node` runs.

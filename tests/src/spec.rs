@@ -409,10 +409,7 @@ impl Pod {
         Self {
             name: name.to_owned(),
             namespace: namespace.to_owned(),
-            labels: labels
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
+            labels: owned_labels(labels),
             node: node.to_owned(),
             netns: pod_netns(lab, namespace, name),
             ip: Ipv4Addr::UNSPECIFIED,
@@ -611,6 +608,14 @@ pub fn pin_root(lab: &str, node: &str) -> PathBuf {
 /// `/run/tortie/labs/<lab>`.
 pub fn state_dir(lab: &str) -> PathBuf {
     PathBuf::from(STATE_ROOT).join(lab)
+}
+
+/// `labels` as a pod record holds them.
+pub fn owned_labels(labels: &[(&str, &str)]) -> BTreeMap<String, String> {
+    labels
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
 /// `http://10.99.0.2:2379`, the lab's etcd as nodes and pods reach it.

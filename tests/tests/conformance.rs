@@ -181,6 +181,8 @@ struct Runner<'a> {
     lab: &'a mut Lab,
     ips: BTreeMap<PodRef, Ipv4Addr>,
     pods: Vec<PodRef>,
+    /// Every pair connects: the matrix without policy.
+    everyone: Matrix,
 }
 
 impl Runner<'_> {
@@ -272,17 +274,18 @@ impl Runner<'_> {
                     .map_err(|err| format!("reset: {err:#}"))?;
             }
         }
-        let everyone = conformance::Expectation {
-            default: true,
-            rules: Vec::new(),
-        }
-        .matrix(&self.pods)?;
         let baseline = [ProbeSpec {
             protocol: Protocol::Tcp,
             port: 80,
         }];
-        converge(self.lab, &self.ips, &baseline, &everyone, STEP_DEADLINE)
-            .map_err(|_| "reset: pairs still blocked after the case's policies were deleted".into())
+        converge(
+            self.lab,
+            &self.ips,
+            &baseline,
+            &self.everyone,
+            STEP_DEADLINE,
+        )
+        .map_err(|_| "reset: pairs still blocked after the case's policies were deleted".into())
     }
 }
 
@@ -307,7 +310,18 @@ fn network_policy_conformance_table() {
     let lab: &mut Lab = &mut guard;
     let ips = build_model(lab);
     let pods = model_pods();
-    let mut runner = Runner { lab, ips, pods };
+    let everyone = conformance::Expectation {
+        default: true,
+        rules: Vec::new(),
+    }
+    .matrix(&pods)
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut runner = Runner {
+        lab,
+        ips,
+        pods,
+        everyone,
+    };
 
     // Without policy every pod reaches every other on every port and protocol.
     let all_probes: Vec<ProbeSpec> = PORTS
@@ -319,21 +333,18 @@ fn network_policy_conformance_table() {
             })
         })
         .collect();
-    let everyone = conformance::Expectation {
-        default: true,
-        rules: Vec::new(),
-    }
-    .matrix(&runner.pods)
-    .unwrap_or_else(|e| panic!("{e}"));
     if let Err(observed) = converge(
         runner.lab,
         &runner.ips,
         &all_probes,
-        &everyone,
+        &runner.everyone,
         STEP_DEADLINE,
     ) {
         for (probe, seen) in &observed {
-            eprintln!("{probe}\n{}", truth_table(&runner.pods, &everyone, seen));
+            eprintln!(
+                "{probe}\n{}",
+                truth_table(&runner.pods, &runner.everyone, seen)
+            );
         }
         panic!("without policy every pair must connect on every probe");
     }

@@ -72,15 +72,17 @@ fn ping_ok(lab: &Lab, from: &str, to: Ipv4Addr) -> bool {
         .is_ok_and(|out| out.status.success())
 }
 
-/// Pings until a reply comes or `timeout` passes; returns how long it took.
-fn wait_reachable(lab: &Lab, from: &str, to: Ipv4Addr, timeout: Duration) -> Option<Duration> {
+/// Pings until a reply comes (true) or `timeout` passes (false).
+fn wait_reachable(lab: &Lab, from: &str, to: Ipv4Addr, timeout: Duration) -> bool {
     let started = Instant::now();
     while started.elapsed() < timeout {
         if ping_ok(lab, from, to) {
-            return Some(started.elapsed());
+            return true;
         }
+        // A ping that fails at once (no route yet) is not retried in a busy loop.
+        sleep(Duration::from_millis(100));
     }
-    None
+    false
 }
 
 #[test]
@@ -153,17 +155,15 @@ fn cni_pods_talk_across_nodes_and_keep_talking_while_etcd_is_down() {
     }
     assert!(
         ping_ok(&lab, &a.name, c.ip),
-        "{}\n{}",
-        "new ping failed while etcd is down",
+        "new ping failed while etcd is down\n{}",
         harness::agent_logs(&lab)
     );
 
     // etcd comes back: a new pod gets an address and connectivity once the agents resync.
     ok(lab.start_etcd());
     let late = ok(lab.add_pod("node-1", "default", "late", &[("app", "late")]));
-    let waited = wait_reachable(&lab, &a.name, late.ip, Duration::from_secs(20));
     assert!(
-        waited.is_some(),
+        wait_reachable(&lab, &a.name, late.ip, Duration::from_secs(20)),
         "{} cannot reach the pod created after etcd came back ({})\n{}",
         a.name,
         late.ip,
@@ -195,7 +195,7 @@ fn pod_churn_through_the_cni_leaves_ipam_and_the_dataplane_clean() {
         }
         for pod in &created {
             assert!(
-                wait_reachable(&lab, "anchor", pod.ip, Duration::from_secs(10)).is_some(),
+                wait_reachable(&lab, "anchor", pod.ip, Duration::from_secs(10)),
                 "round {round}: {} ({}) unreachable\n{}",
                 pod.name,
                 pod.ip,
@@ -279,13 +279,8 @@ spec:
           app: pod-0-0
 ";
 
-/// Writes `yaml` into the lab's state dir and runs `tortiectl <verb> -f` on it.
-fn tortiectl_file(lab: &Lab, verb: &str, name: &str, yaml: &str) {
-    let path = lab.state_dir().join(name);
-    std::fs::write(&path, yaml).unwrap_or_else(|err| panic!("writing {}: {err}", path.display()));
-    let file = path.display().to_string();
-    tortiectl(lab, "node-0", &[verb, "-f", &file]);
-}
+/// How long the agents get to enforce a policy change.
+const POLICY_DEADLINE: Duration = Duration::from_secs(15);
 
 /// Which ordered pod pairs answer a ping, as "a→b" strings.
 fn reachable_pairs(lab: &Lab) -> BTreeSet<String> {
@@ -294,6 +289,18 @@ fn reachable_pairs(lab: &Lab) -> BTreeSet<String> {
         .filter(|(_, _, ok)| *ok)
         .map(|(a, b, _)| format!("{a}→{b}"))
         .collect()
+}
+
+/// Polls [`reachable_pairs`] until it is `expected` or [`POLICY_DEADLINE`] passes; returns
+/// the last pairs seen.
+fn wait_for_pairs(lab: &Lab, expected: &BTreeSet<String>) -> BTreeSet<String> {
+    let started = Instant::now();
+    let mut seen = reachable_pairs(lab);
+    while seen != *expected && started.elapsed() < POLICY_DEADLINE {
+        sleep(Duration::from_millis(300));
+        seen = reachable_pairs(lab);
+    }
+    seen
 }
 
 #[test]
@@ -311,16 +318,11 @@ fn policy_from_the_datastore_is_enforced_and_revokes_established_flows() {
         "without policy every pair talks: {everyone:?}"
     );
 
-    tortiectl_file(&lab, "apply", "deny.yaml", DENY_ALL_INGRESS);
-    tortiectl_file(&lab, "apply", "allow.yaml", ALLOW_0_0_TO_1_0);
+    ok(lab.apply_yaml("deny.yaml", DENY_ALL_INGRESS));
+    ok(lab.apply_yaml("allow.yaml", ALLOW_0_0_TO_1_0));
     // The agents apply a change within moments; poll rather than guess.
     let expected = BTreeSet::from(["pod-0-0→pod-1-0".to_owned()]);
-    let started = Instant::now();
-    let mut seen = reachable_pairs(&lab);
-    while seen != expected && started.elapsed() < Duration::from_secs(15) {
-        sleep(Duration::from_millis(300));
-        seen = reachable_pairs(&lab);
-    }
+    let seen = wait_for_pairs(&lab, &expected);
     assert_eq!(
         seen,
         expected,
@@ -364,26 +366,30 @@ fn policy_from_the_datastore_is_enforced_and_revokes_established_flows() {
         "default-deny hits per rule: {rules:#}"
     );
 
-    // An established flow stops when the policy that allowed it goes away.
+    // An established flow stops when the policy that allowed it goes away. The flow pings
+    // every 0.2 s for a second before the delete and for POLICY_DEADLINE after it, so the
+    // agents get the same time to revoke it as to enforce any other change.
     let target = lab
         .pod("pod-1-0")
         .map(|p| p.ip.to_string())
         .unwrap_or_default();
+    let pings = 5 + POLICY_DEADLINE.as_millis() / 200;
+    let count = pings.to_string();
     let pinger = KillOnDrop::new(ok(lab.spawn(
         "pod-0-0",
-        &["ping", "-c", "20", "-i", "0.2", "-W", "1", &target],
+        &["ping", "-c", &count, "-i", "0.2", "-W", "1", &target],
     )));
     sleep(Duration::from_secs(1));
-    tortiectl_file(&lab, "delete", "allow.yaml", ALLOW_0_0_TO_1_0);
-    let out = ok(pinger.wait_output(Duration::from_secs(30)));
+    ok(lab.delete_yaml("allow.yaml", ALLOW_0_0_TO_1_0));
+    let out = ok(pinger.wait_output(POLICY_DEADLINE + Duration::from_secs(15)));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let received: u32 = text
+    let received: u128 = text
         .split(',')
         .find_map(|part| part.trim().strip_suffix(" received").map(str::trim))
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no ping summary: {text}"));
     assert!(
-        (1..15).contains(&received),
+        (1..pings).contains(&received),
         "the flow should pass before the delete and stop after it: {text}"
     );
     assert!(
@@ -395,15 +401,10 @@ fn policy_from_the_datastore_is_enforced_and_revokes_established_flows() {
         "the revoked flow is counted"
     );
 
-    tortiectl_file(&lab, "delete", "deny.yaml", DENY_ALL_INGRESS);
-    let started = Instant::now();
-    let mut seen = reachable_pairs(&lab);
-    while seen != everyone && started.elapsed() < Duration::from_secs(15) {
-        sleep(Duration::from_millis(300));
-        seen = reachable_pairs(&lab);
-    }
+    ok(lab.delete_yaml("deny.yaml", DENY_ALL_INGRESS));
     assert_eq!(
-        seen, everyone,
+        wait_for_pairs(&lab, &everyone),
+        everyone,
         "every pair talks again once the policies are gone"
     );
 }

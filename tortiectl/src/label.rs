@@ -155,8 +155,10 @@ async fn try_label(
             unchanged: true,
         });
     }
-    let mut all = vec![resource];
-    all.extend(endpoints);
+    // Endpoints first: if the pod's write then loses a race, the retry starts again from
+    // the pod's old labels, which the requested changes still apply to.
+    let mut all = endpoints;
+    all.push(resource);
     tortie_resources::validate_all(&all).map_err(|problems| {
         LabelError::Rejected(format!(
             "the new labels are not valid, nothing was written:\n{}",

@@ -17,6 +17,7 @@ use std::{
 use aya::maps::{lpm_trie::Key, HashMap, LpmTrie, MapData, PerCpuArray, PerCpuValues};
 use bpf_maps::{
     iface_flags, map_names, nat_flags,
+    pins::maps_dir,
     policy::{ct_flags, direction, verdict, CtKey, CtValue, IpCacheValue, PolicyKey, PolicyValue},
     route_flags, Counter, IfaceValue, NatKey, NatValue, RouteValue, COUNTER_SLOTS,
 };
@@ -95,11 +96,6 @@ impl Drop for ScratchPinRoot {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn maps_dir(root: &Path) -> PathBuf {
-    root.join("maps")
-        .join(format!("v{}", bpf_maps::MAP_LAYOUT_VERSION))
 }
 
 fn per_cpu(value_on_each: u64) -> PerCpuValues<u64> {
@@ -269,7 +265,8 @@ fn every_view_reads_pinned_maps() {
     let Some(root) = ScratchPinRoot::create() else {
         return;
     };
-    let cpus = populate(&root, tortiectl::bpf::monotonic_now_ns().expect("clock"));
+    let populated_ns = tortiectl::bpf::monotonic_now_ns().expect("clock");
+    let cpus = populate(&root, populated_ns);
     let pin_root = root.0.as_path();
 
     let routes = ok(pin_root, &["routes"]);
@@ -297,9 +294,15 @@ fn every_view_reads_pinned_maps() {
 
     let dump = ok(pin_root, &["conntrack", "dump"]);
     assert!(
-        dump.contains("tcp 10.65.0.5:40000 ⇄ 10.65.1.7:80  10.65.0.5:40000  ESTABLISHED  30s"),
+        dump.contains("tcp 10.65.0.5:40000 ⇄ 10.65.1.7:80  10.65.0.5:40000  ESTABLISHED  "),
         "{dump}"
     );
+    // The flow was created 30 s before `populated_ns`; however slowly the commands above
+    // ran, its age is 30 s plus the time since, never a fixed figure.
+    let dumped = json(pin_root, &["conntrack", "dump"]);
+    let elapsed_s = (tortiectl::bpf::monotonic_now_ns().expect("clock") - populated_ns) / SEC;
+    let age = dumped[0]["age_seconds"].as_u64().expect("age");
+    assert!((30..=30 + elapsed_s).contains(&age), "{dumped}");
     assert!(dump.contains("NEW"), "{dump}");
     let stats = ok(pin_root, &["conntrack", "stats"]);
     assert!(stats.contains("2 entries of 16"), "{stats}");

@@ -19,6 +19,10 @@ use std::{
 use anyhow::{bail, Context, Result};
 use bpf_maps::{program_names, route_flags, RouteValue};
 use ipnet::Ipv4Net;
+use nix::{
+    sched::{sched_getaffinity, sched_setaffinity, CpuSet},
+    unistd::Pid,
+};
 use serde::Serialize;
 use tortie::{
     calc::DesiredState,
@@ -27,8 +31,6 @@ use tortie::{
 };
 
 use crate::{build, cni_bench};
-
-// Declared here rather than in main.rs: it is a part of this benchmark.
 
 /// The CPU every measurement runs on (the test run executes on the calling CPU).
 const BENCH_CPU: usize = 1;
@@ -163,16 +165,13 @@ fn dataplane(ipip: &str, vxlan: &str, routes: usize) -> Result<DesiredState> {
 struct Figure {
     path: String,
     routes: usize,
-    median_ns: f64,
-    min_batch_ns: f64,
-    max_batch_ns: f64,
-    batches: usize,
-    samples_per_batch: usize,
+    #[serde(flatten)]
+    spread: Spread,
 }
 
 /// Median of batch medians and the range of batch medians, ns per run.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Spread {
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Spread {
     /// Median of the batch medians.
     pub median_ns: f64,
     /// Lowest batch median.
@@ -186,16 +185,31 @@ pub(crate) struct Spread {
 }
 
 impl Spread {
+    /// The spread of `batch_medians`, batches of `samples_per_batch` samples each.
+    fn of_medians(mut batch_medians: Vec<f64>, samples_per_batch: usize) -> Spread {
+        Spread {
+            min_batch_ns: batch_medians.iter().copied().fold(f64::INFINITY, f64::min),
+            max_batch_ns: batch_medians.iter().copied().fold(0.0, f64::max),
+            batches: batch_medians.len(),
+            median_ns: median(&mut batch_medians),
+            samples_per_batch,
+        }
+    }
+
     /// Combines single-batch spreads (batches that needed set-up between them).
     pub fn of_batches(batches: &[Spread]) -> Spread {
-        let mut medians: Vec<f64> = batches.iter().map(|b| b.median_ns).collect();
-        Spread {
-            min_batch_ns: medians.iter().copied().fold(f64::INFINITY, f64::min),
-            max_batch_ns: medians.iter().copied().fold(0.0, f64::max),
-            median_ns: median(&mut medians),
-            batches: batches.len(),
-            samples_per_batch: batches.first().map_or(0, |b| b.samples_per_batch),
-        }
+        Spread::of_medians(
+            batches.iter().map(|b| b.median_ns).collect(),
+            batches.first().map_or(0, |b| b.samples_per_batch),
+        )
+    }
+
+    /// A report cell: `median (lowest–highest batch median)`.
+    pub fn cell(&self) -> String {
+        format!(
+            "{:.0} ({:.0}–{:.0})",
+            self.median_ns, self.min_batch_ns, self.max_batch_ns
+        )
     }
 }
 
@@ -214,13 +228,7 @@ pub(crate) fn batched(
         }
         batch_medians.push(median(&mut samples_ns));
     }
-    Ok(Spread {
-        min_batch_ns: batch_medians.iter().copied().fold(f64::INFINITY, f64::min),
-        max_batch_ns: batch_medians.iter().copied().fold(0.0, f64::max),
-        median_ns: median(&mut batch_medians),
-        batches,
-        samples_per_batch: samples,
-    })
+    Ok(Spread::of_medians(batch_medians, samples))
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -259,29 +267,23 @@ fn measure(case: &Case, routes: usize, object: &Path, quick: bool) -> Result<Fig
     Ok(Figure {
         path: case.name.into(),
         routes,
-        median_ns: spread.median_ns,
-        min_batch_ns: spread.min_batch_ns,
-        max_batch_ns: spread.max_batch_ns,
-        batches: spread.batches,
-        samples_per_batch: spread.samples_per_batch,
+        spread,
     })
 }
 
-fn pin_to_cpu(cpu: usize) -> Result<()> {
-    let mut set = nix::sched::CpuSet::new();
+/// Pins the benchmark to `cpu`; returns the CPUs it could run on before, for
+/// [`restore_affinity`].
+fn pin_to_cpu(cpu: usize) -> Result<CpuSet> {
+    let before = sched_getaffinity(Pid::from_raw(0)).context("reading the CPU affinity")?;
+    let mut set = CpuSet::new();
     set.set(cpu)?;
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
-        .with_context(|| format!("pinning the benchmark to CPU {cpu}"))
+    sched_setaffinity(Pid::from_raw(0), &set)
+        .with_context(|| format!("pinning the benchmark to CPU {cpu}"))?;
+    Ok(before)
 }
 
-fn unpin() -> Result<()> {
-    let mut set = nix::sched::CpuSet::new();
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    for cpu in 0..cpus.min(nix::sched::CpuSet::count()) {
-        set.set(cpu)?;
-    }
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
-        .context("unpinning the benchmark")
+fn restore_affinity(before: &CpuSet) -> Result<()> {
+    sched_setaffinity(Pid::from_raw(0), before).context("unpinning the benchmark")
 }
 
 /// Runs the benchmark and writes the report.
@@ -290,19 +292,19 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         bail!("`cargo xtask bench` loads BPF programs and needs root");
     }
     let artifacts = build::all_release()?;
-    let object = artifacts.bpf_object.clone();
-    pin_to_cpu(BENCH_CPU)?;
+    let object = &artifacts.bpf_object;
+    let affinity = pin_to_cpu(BENCH_CPU)?;
     let route_counts = [10usize, 1_000, 100_000];
     let mut figures = Vec::new();
     for case in cases() {
         for routes in route_counts {
             eprintln!("==> {} with {routes} routes", case.name);
-            figures.push(measure(&case, routes, &object, args.quick)?);
+            figures.push(measure(&case, routes, object, args.quick)?);
         }
     }
-    let policy = crate::policy_bench::run(&object, args.quick)?;
+    let policy = crate::policy_bench::run(object, args.quick)?;
     // The control plane runs as it would on a node: agent, etcd and CNI calls on every CPU.
-    unpin()?;
+    restore_affinity(&affinity)?;
     let cni_pods = if args.quick { 20 } else { 200 };
     eprintln!("==> control plane: {cni_pods} sequential CNI ADDs");
     let cni = cni_bench::run(&artifacts, cni_pods)?;
@@ -323,45 +325,38 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             "control_plane": cni,
         }))?,
     )?;
-    let mut csv = String::from("path,routes,median_ns,min_batch_ns,max_batch_ns\n");
-    for f in &figures {
-        let _ = writeln!(
-            csv,
-            "\"{}\",{},{:.1},{:.1},{:.1}",
-            f.path, f.routes, f.median_ns, f.min_batch_ns, f.max_batch_ns
-        );
-    }
-    std::fs::write(out.join("results.csv"), csv)?;
+    std::fs::write(out.join("results.csv"), csv(&figures))?;
     std::fs::write(out.join("policy.csv"), crate::policy_bench::csv(&policy))?;
-    let mut cni_csv = String::from("operation,samples,p50_ms,p99_ms,max_ms\n");
-    for f in &cni {
-        let _ = writeln!(
-            cni_csv,
-            "\"{}\",{},{:.2},{:.2},{:.2}",
-            f.operation, f.samples, f.p50_ms, f.p99_ms, f.max_ms
-        );
-    }
-    std::fs::write(out.join("control_plane.csv"), cni_csv)?;
+    std::fs::write(out.join("control_plane.csv"), cni_bench::csv(&cni))?;
     println!("{report}");
     eprintln!("report written to {}", out.join("REPORT.md").display());
     Ok(())
 }
 
+/// CSV rows (path, routes, median, min, max).
+fn csv(figures: &[Figure]) -> String {
+    let mut csv = String::from("path,routes,median_ns,min_batch_ns,max_batch_ns\n");
+    for f in figures {
+        let s = &f.spread;
+        let _ = writeln!(
+            csv,
+            "\"{}\",{},{:.1},{:.1},{:.1}",
+            f.path, f.routes, s.median_ns, s.min_batch_ns, s.max_batch_ns
+        );
+    }
+    csv
+}
+
 fn machine_summary() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = info
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map_or_else(|| "unknown CPU".into(), |m| m.trim().to_string());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     // Counted from /proc: the benchmark itself runs pinned to one CPU by then.
-    let cpus = std::fs::read_to_string("/proc/cpuinfo")
-        .map(|info| info.lines().filter(|l| l.starts_with("processor")).count())
-        .unwrap_or(0);
+    let cpus = info.lines().filter(|l| l.starts_with("processor")).count();
     format!("{cpu}, {cpus} CPUs, kernel {}", kernel.trim())
 }
 
@@ -406,11 +401,7 @@ fn render(
                 .iter()
                 .find(|f| f.path == path && f.routes == *routes)
             {
-                let _ = write!(
-                    row,
-                    " {:.0} ({:.0}–{:.0}) |",
-                    f.median_ns, f.min_batch_ns, f.max_batch_ns
-                );
+                let _ = write!(row, " {} |", f.spread.cell());
             }
         }
         let _ = writeln!(out, "{row}");
@@ -419,7 +410,7 @@ fn render(
     let floor = figures
         .iter()
         .find(|f| f.path == FLOOR_CASE)
-        .map(|f| f.median_ns);
+        .map(|f| f.spread.median_ns);
     out.push_str(&crate::policy_bench::render(policy, floor));
     out
 }

@@ -113,7 +113,7 @@ fn build_all(release: bool) -> Result<Artifacts> {
     }
     run_step(
         &mut command,
-        "building tortie-agent, tortiectl and tortie-cni",
+        "building tortie-agent, tortiectl, tortie-cni and tortie-probe",
     )?;
     Ok(Artifacts {
         agent_bin: workspace_root()

@@ -156,6 +156,19 @@ pub fn render(figures: &[Latency], pods: usize) -> String {
     out
 }
 
+/// CSV rows (operation, samples, p50, p99, max).
+pub fn csv(figures: &[Latency]) -> String {
+    let mut csv = String::from("operation,samples,p50_ms,p99_ms,max_ms\n");
+    for f in figures {
+        let _ = writeln!(
+            csv,
+            "\"{}\",{},{:.2},{:.2},{:.2}",
+            f.operation, f.samples, f.p50_ms, f.p99_ms, f.max_ms
+        );
+    }
+    csv
+}
+
 fn verdict(value: f64, limit: f64, what: &str) -> String {
     if value <= limit {
         format!("met ({what} {value:.1} ≤ {limit:.0})")

@@ -6,6 +6,7 @@ use std::os::unix::process::ExitStatusExt;
 
 use anyhow::{bail, Context, Result};
 use clap::{Subcommand, ValueEnum};
+use tortie_lab::probe::Protocol;
 use tortie_lab::spec::ContainerPort;
 use tortie_lab::{
     harness, report, Artifacts, DatastoreMode, Encap, Lab, LabSpec, PodRequest, Topology,
@@ -338,10 +339,9 @@ fn parse_port(text: &str) -> Result<ContainerPort> {
         [name, protocol, port] => (*name, *protocol, *port),
         _ => bail!("--port {text:?}: expected NAME:PROTO:PORT or PROTO:PORT"),
     };
-    let protocol = protocol.to_ascii_uppercase();
-    if !["TCP", "UDP", "SCTP"].contains(&protocol.as_str()) {
-        bail!("--port {text:?}: the protocol is TCP, UDP or SCTP");
-    }
+    let protocol: Protocol = protocol
+        .parse()
+        .map_err(|err: String| anyhow::anyhow!("--port {text:?}: {err}"))?;
     let port = port
         .parse::<u16>()
         .ok()
@@ -349,7 +349,7 @@ fn parse_port(text: &str) -> Result<ContainerPort> {
         .with_context(|| format!("--port {text:?}: the port is 1-65535"))?;
     Ok(ContainerPort {
         name: name.to_owned(),
-        protocol,
+        protocol: protocol.name().to_owned(),
         port,
     })
 }

@@ -88,16 +88,9 @@ pub struct PolicyFigure {
     /// Entries in `TORTIE_CT` while timing the established case; 0 for the new-flow cases,
     /// whose table starts every batch empty.
     pub ct_entries: usize,
-    /// Median of the batch medians, ns per packet.
-    pub median_ns: f64,
-    /// Lowest batch median.
-    pub min_batch_ns: f64,
-    /// Highest batch median.
-    pub max_batch_ns: f64,
-    /// Batches kept (the warm-up round is not).
-    pub batches: usize,
-    /// Program runs per batch.
-    pub samples_per_batch: usize,
+    /// ns per packet over the batches kept (the warm-up round is not).
+    #[serde(flatten)]
+    pub spread: Spread,
 }
 
 /// Every policy and conntrack figure of a run.
@@ -424,11 +417,7 @@ impl PolicyNode {
             rules: self.rules,
             policy_entries: self.policy_entries,
             ct_entries,
-            median_ns: spread.median_ns,
-            min_batch_ns: spread.min_batch_ns,
-            max_batch_ns: spread.max_batch_ns,
-            batches: spread.batches,
-            samples_per_batch: spread.samples_per_batch,
+            spread,
         }
     }
 
@@ -542,16 +531,8 @@ impl PolicyNode {
 }
 
 /// The figures of one case by rule count or table size.
-fn row<'a>(results: &'a PolicyResults, case: &str) -> impl Iterator<Item = &'a PolicyFigure> + 'a {
-    let case = case.to_string();
+fn row<'a>(results: &'a PolicyResults, case: &'a str) -> impl Iterator<Item = &'a PolicyFigure> {
     results.figures.iter().filter(move |f| f.case == case)
-}
-
-fn cell(f: &PolicyFigure) -> String {
-    format!(
-        "{:.0} ({:.0}–{:.0})",
-        f.median_ns, f.min_batch_ns, f.max_batch_ns
-    )
 }
 
 /// The report's policy and conntrack tables; `floor_ns` is the empty program's figure.
@@ -588,7 +569,7 @@ pub fn render(results: &PolicyResults, floor_ns: Option<f64>) -> String {
     for case in [NEW_DENIED, NEW_ALLOWED] {
         let mut line = format!("| {case} |");
         for f in row(results, case) {
-            let _ = write!(line, " {} |", cell(f));
+            let _ = write!(line, " {} |", f.spread.cell());
         }
         let _ = writeln!(out, "{line}");
     }
@@ -599,7 +580,8 @@ pub fn render(results: &PolicyResults, floor_ns: Option<f64>) -> String {
             continue;
         };
         let goal = |ratio: f64| if ratio <= 1.1 { "met" } else { "not met" };
-        let ratio = last.median_ns / first.median_ns;
+        let (first_ns, last_ns) = (first.spread.median_ns, last.spread.median_ns);
+        let ratio = last_ns / first_ns;
         let _ = write!(
             out,
             "- {case}: {} rules / {} rules = {ratio:.2}× as measured ({})",
@@ -607,8 +589,8 @@ pub fn render(results: &PolicyResults, floor_ns: Option<f64>) -> String {
             first.rules,
             goal(ratio)
         );
-        if let Some(floor) = floor_ns.filter(|floor| first.median_ns > *floor) {
-            let net = (last.median_ns - floor) / (first.median_ns - floor);
+        if let Some(floor) = floor_ns.filter(|floor| first_ns > *floor) {
+            let net = (last_ns - floor) / (first_ns - floor);
             let _ = write!(out, ", {net:.2}× without the floor ({})", goal(net));
         }
         out.push_str("; goal ≤ 1.1×\n");
@@ -633,7 +615,7 @@ pub fn render(results: &PolicyResults, floor_ns: Option<f64>) -> String {
     let _ = writeln!(out, "{header}\n{rule}");
     let mut line = format!("| {ESTABLISHED} |");
     for f in row(results, ESTABLISHED) {
-        let _ = write!(line, " {} |", cell(f));
+        let _ = write!(line, " {} |", f.spread.cell());
     }
     let _ = writeln!(out, "{line}");
     out
@@ -651,9 +633,9 @@ pub fn csv(results: &PolicyResults) -> String {
             f.rules,
             f.policy_entries,
             f.ct_entries,
-            f.median_ns,
-            f.min_batch_ns,
-            f.max_batch_ns
+            f.spread.median_ns,
+            f.spread.min_batch_ns,
+            f.spread.max_batch_ns
         );
     }
     csv

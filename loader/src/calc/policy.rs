@@ -5,7 +5,10 @@
 //! Pure apart from the allocators, which the caller keeps across runs so that identities and
 //! rule ids stay stable and only changed entries are rewritten.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
 use bpf_maps::{iface_flags, policy::IpCacheValue};
 use ipnet::Ipv4Net;
@@ -14,7 +17,6 @@ use tortie_policy::{
 };
 
 use super::{CalcInputs, DesiredState};
-use crate::model::LocalEndpoint;
 
 /// Identity and rule numbering kept across compilations.
 #[derive(Debug, Default)]
@@ -34,16 +36,15 @@ pub fn compile_for_node(
     allocators: &mut PolicyAllocators,
 ) -> CompiledPolicy {
     let mut policy = policy.clone();
+    let iface_index: HashMap<&str, u32> = inputs
+        .interfaces
+        .iter()
+        .map(|iface| (iface.name.as_str(), iface.index))
+        .collect();
     let local_ifindex: BTreeMap<String, u32> = inputs
         .endpoints
         .iter()
-        .filter_map(|endpoint| {
-            let iface = inputs
-                .interfaces
-                .iter()
-                .find(|iface| iface.name == endpoint.iface)?;
-            Some((endpoint_key(endpoint), iface.index))
-        })
+        .filter_map(|endpoint| Some((endpoint.key(), *iface_index.get(endpoint.iface.as_str())?)))
         .collect();
     for endpoint in &mut policy.endpoints {
         endpoint.ifindex = local_ifindex.get(&endpoint.key).copied();
@@ -61,10 +62,6 @@ pub fn compile_for_node(
         }
     }
     compile(&policy, &mut allocators.identities, &mut allocators.rules)
-}
-
-fn endpoint_key(endpoint: &LocalEndpoint) -> String {
-    format!("{}/{}", endpoint.namespace, endpoint.name)
 }
 
 /// The map contents of one compilation. Shared (not copied) by every desired state built

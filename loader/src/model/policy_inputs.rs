@@ -6,9 +6,7 @@
 //! warning naming its key; the rest still count. Local interface indices are not known here;
 //! the calc layer fills them in from the interfaces it sees.
 
-use std::net::Ipv4Addr;
-
-use tortie_policy::{Endpoint, NamedPort, Namespace, PolicyInputs};
+use tortie_policy::{Endpoint, Namespace, PolicyInputs};
 use tortie_resources::{
     GlobalNetworkPolicy, K8sNetworkPolicy, NetworkPolicy, Profile, WorkloadEndpoint,
 };
@@ -20,25 +18,21 @@ use super::from_resources::{ResourceCache, Section};
 pub fn policy_inputs(cache: &ResourceCache, warnings: &mut Vec<String>) -> PolicyInputs {
     let mut inputs = PolicyInputs::default();
     for (key, value) in cache.entries(Section::WorkloadEndpoints) {
-        match serde_json::from_slice::<WorkloadEndpoint>(value) {
-            Ok(wep) => {
-                if let Some(endpoint) = endpoint_of(key, &wep, warnings) {
-                    inputs.endpoints.push(endpoint);
-                }
-            }
-            // The endpoint translation already reports undecodable endpoints.
-            Err(_) => continue,
-        }
+        // The endpoint translation already reports undecodable endpoints.
+        let Ok(wep) = serde_json::from_slice::<WorkloadEndpoint>(value) else {
+            continue;
+        };
+        inputs.endpoints.extend(endpoint_of(key, &wep, warnings));
     }
-    for (key, value) in cache.entries(Section::Namespaces) {
-        match serde_json::from_slice::<tortie_resources::k8s::Namespace>(value) {
-            Ok(namespace) => inputs.namespaces.push(Namespace {
-                name: namespace.metadata.name.clone(),
-                labels: namespace.metadata.labels.clone(),
-            }),
-            Err(error) => warnings.push(format!("{key}: not a valid Namespace: {error}; ignored")),
-        }
-    }
+    let mut namespaces = Vec::new();
+    decode_into::<tortie_resources::Namespace>(
+        cache,
+        Section::Namespaces,
+        "Namespace",
+        &mut namespaces,
+        warnings,
+    );
+    inputs.namespaces = namespaces.iter().map(Namespace::from_resource).collect();
     decode_into::<NetworkPolicy>(
         cache,
         Section::NetworkPolicies,
@@ -87,50 +81,12 @@ fn decode_into<T: serde::de::DeserializeOwned>(
 
 /// A workload endpoint as a policy peer/target; `None` (with a warning) without an IPv4.
 fn endpoint_of(key: &str, wep: &WorkloadEndpoint, warnings: &mut Vec<String>) -> Option<Endpoint> {
-    let namespace = wep.metadata.namespace.clone().unwrap_or_default();
-    let ipv4 = wep.spec.ip_networks.iter().find_map(|net| {
-        net.split('/')
-            .next()
-            .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
-    });
-    let Some(ipv4) = ipv4 else {
-        // IPv6-only endpoints are not this dataplane's business; say nothing about them.
-        if wep.spec.ip_networks.iter().all(|net| !net.contains(':')) {
-            warnings.push(format!(
-                "{key}: spec.ipNetworks has no IPv4 address; not a policy peer"
-            ));
-        }
-        return None;
-    };
-    let name = wep
-        .spec
-        .pod
-        .clone()
-        .or_else(|| wep.spec.workload.clone())
-        .unwrap_or_else(|| wep.metadata.name.clone());
-    let profiles = if wep.spec.profiles.is_empty() {
-        Endpoint::kubernetes_profiles(&namespace, wep.spec.service_account_name.as_deref())
-    } else {
-        wep.spec.profiles.clone()
-    };
-    Some(Endpoint {
-        key: format!("{namespace}/{name}"),
-        namespace,
-        labels: wep.metadata.labels.clone(),
-        ipv4,
-        ifindex: None,
-        service_account: wep.spec.service_account_name.clone(),
-        named_ports: wep
-            .spec
-            .ports
-            .iter()
-            .filter(|port| !port.name.is_empty())
-            .map(|port| NamedPort {
-                name: port.name.clone(),
-                protocol: port.protocol.number(),
-                port: port.port,
-            })
-            .collect(),
-        profiles,
-    })
+    let endpoint = Endpoint::from_workload_endpoint(wep, None).ok();
+    // IPv6-only endpoints are not this dataplane's business; say nothing about them.
+    if endpoint.is_none() && wep.spec.ip_networks.iter().all(|net| !net.contains(':')) {
+        warnings.push(format!(
+            "{key}: spec.ipNetworks has no IPv4 address; not a policy peer"
+        ));
+    }
+    endpoint
 }

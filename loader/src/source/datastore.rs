@@ -269,11 +269,15 @@ impl Worker {
         let mut events = stream::select_all(streams);
         loop {
             let error = match events.next().await {
-                Some(Ok(event)) => self.batch(event, &mut events).await,
+                Some(Ok(event)) => {
+                    // What the batch applied is published even when an error ended it.
+                    let error = self.batch(event, &mut events).await;
+                    self.publish();
+                    error
+                }
                 Some(Err(error)) => Some(error),
                 None => Some(DatastoreError::Backend("every watch ended".into())),
             };
-            self.publish();
             if let Some(error) = error {
                 return SessionEnd {
                     listed: true,

@@ -363,11 +363,6 @@ impl ConntrackGc {
         }
     }
 
-    /// The timeouts in force.
-    pub fn timeouts(&self) -> &CtTimeouts {
-        &self.timeouts
-    }
-
     /// Deletes the conntrack and NAT entries idle past their timeout at `now_ns`
     /// (`CLOCK_MONOTONIC` nanoseconds, see [`monotonic_now_ns`]) and counts fragments.
     pub fn collect(&mut self, now_ns: u64) -> Result<SweepStats> {
@@ -550,9 +545,8 @@ pub fn nat_partner(key: &NatKey, value: &NatValue) -> Option<NatKey> {
     })
 }
 
-/// Every entry of `map`, keys first and deduplicated. The walk is bounded: entries deleted
-/// under it (LRU evictions) make the kernel restart it from the first bucket, and a busy map
-/// must not keep a sweep going forever.
+/// Every entry of `map`, deduplicated ([`bpf_maps::user::snapshot`]: a walk bounded by the
+/// map's capacity, so a busy map cannot keep a sweep going forever).
 fn snapshot<T: Borrow<MapData>, K: Pod + Eq + Hash, V: Pod>(
     map: &HashMap<T, K, V>,
     name: &str,
@@ -560,14 +554,8 @@ fn snapshot<T: Borrow<MapData>, K: Pod + Eq + Hash, V: Pod>(
     let capacity = IterableMap::map(map)
         .info()
         .with_context(|| format!("reading the description of map {name}"))?
-        .max_entries() as usize;
-    let budget = capacity.saturating_mul(2).max(64);
-    let mut entries = StdHashMap::new();
-    for entry in map.iter().take(budget) {
-        let (key, value) = entry.with_context(|| format!("walking map {name}"))?;
-        entries.insert(key, value);
-    }
-    Ok(entries)
+        .max_entries();
+    bpf_maps::user::snapshot(map, capacity).with_context(|| format!("walking map {name}"))
 }
 
 fn get<T: Borrow<MapData>, K: Pod, V: Pod>(

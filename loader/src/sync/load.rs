@@ -8,7 +8,7 @@ use aya::{
     util::KernelVersion,
     Ebpf, EbpfError, EbpfLoader,
 };
-use bpf_maps::{map_names, pins, program_names, MAP_LAYOUT_VERSION};
+use bpf_maps::{map_names, program_names};
 
 /// Oldest kernel the programs are written for (`bpf_redirect_peer`, TC BTF maps).
 pub const MIN_KERNEL: (u8, u8, u16) = (5, 10, 0);
@@ -22,12 +22,8 @@ pub struct Capacities {
     pub ifaces: u32,
 }
 
-/// Directory holding the maps of the current layout version.
-pub fn maps_dir(pin_root: &Path) -> PathBuf {
-    pin_root
-        .join(pins::MAPS_DIR)
-        .join(format!("v{MAP_LAYOUT_VERSION}"))
-}
+/// Directory holding the maps of the current layout version (shared with `tortiectl`).
+pub use bpf_maps::pins::maps_dir;
 
 /// Checks the things whose absence would otherwise surface as cryptic syscall errors.
 pub fn check_prerequisites() -> Result<()> {

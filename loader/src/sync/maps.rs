@@ -124,10 +124,7 @@ impl DataplaneMaps {
                 .insert(&Key::new(*prefix_len, key.0), value, 0)
                 .context("writing a policy entry")?;
         }
-        let policy_changed = !(ipcache_diff.upserts.is_empty()
-            && ipcache_diff.removals.is_empty()
-            && policy_diff.upserts.is_empty()
-            && policy_diff.removals.is_empty());
+        let policy_changed = !(ipcache_diff.is_empty() && policy_diff.is_empty());
 
         let current_ifaces = collect(self.ifaces.iter())?;
         let iface_diff = diff(&current_ifaces, &desired.ifaces);
@@ -289,6 +286,12 @@ impl<K, V> Default for Diff<K, V> {
             upserts: Vec::new(),
             removals: Vec::new(),
         }
+    }
+}
+
+impl<K, V> Diff<K, V> {
+    fn is_empty(&self) -> bool {
+        self.upserts.is_empty() && self.removals.is_empty()
     }
 }
 

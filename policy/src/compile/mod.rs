@@ -27,7 +27,7 @@ use crate::bits::BitSet;
 use crate::identity::{build_classes, AtomTable, Classes, IdentityAllocator, Member};
 use crate::model::{Direction, NamedPort, PolicyInputs, RuleInfo, RuleKey, Verdict};
 use crate::normalize::{
-    dir_index, normalize, Action, Expr, NormEndpoint, NormRule, Normalized, ProfileStage,
+    dir_index, normalize, Action, Expr, NormEndpoint, Normalized, ProfileStage, Traffic,
 };
 use lpm::{Decision, Entry};
 use output::check_capacity;
@@ -96,15 +96,10 @@ struct Context {
     endpoints: Vec<u32>,
 }
 
-/// Whether the endpoint satisfies a rule's condition on the local end.
-fn local_holds(rule: &NormRule, ep: &NormEndpoint) -> bool {
-    rule.local.eval(&mut |atom| atom.holds(ep.ipv4, Some(ep)))
-}
-
 /// The rules of `range` that can decide something for this endpoint.
 fn filtered(norm: &Normalized, range: std::ops::Range<usize>, ep: &NormEndpoint) -> Vec<usize> {
     range
-        .filter(|&r| norm.rules[r].action != Action::Log && local_holds(&norm.rules[r], ep))
+        .filter(|&r| norm.rules[r].action != Action::Log && norm.rules[r].local_holds(ep))
         .collect()
 }
 
@@ -125,8 +120,11 @@ pub fn compile(
     };
 
     // Which policies apply to which local endpoint; each distinct selector is evaluated once.
-    let locals: Vec<usize> = (0..norm.endpoints.len())
-        .filter(|&i| norm.endpoints[i].ifindex.is_some())
+    let locals: Vec<(usize, u32)> = norm
+        .endpoints
+        .iter()
+        .enumerate()
+        .filter_map(|(i, ep)| Some((i, ep.ifindex?)))
         .collect();
     let mut applying: Vec<Vec<usize>> = vec![Vec::new(); locals.len()];
     let mut selected: HashMap<&crate::normalize::AppliesTo, Arc<Vec<bool>>> = HashMap::new();
@@ -137,7 +135,7 @@ pub fn compile(
                 Arc::new(
                     locals
                         .iter()
-                        .map(|&e| policy.applies.matches(&norm.endpoints[e]))
+                        .map(|&(e, _)| policy.applies.matches(&norm.endpoints[e]))
                         .collect(),
                 )
             })
@@ -154,9 +152,8 @@ pub fn compile(
     let mut contexts: Vec<Context> = Vec::new();
     let mut context_ids: HashMap<ContextKey, usize> = HashMap::new();
     let mut numbered: BTreeSet<usize> = BTreeSet::new();
-    for (l, &e) in locals.iter().enumerate() {
+    for (l, &(e, ifindex)) in locals.iter().enumerate() {
         let ep = &norm.endpoints[e];
-        let Some(ifindex) = ep.ifindex else { continue };
         let mut policed = [false; 2];
         for direction in Direction::BOTH {
             let d = dir_index(direction);
@@ -198,25 +195,29 @@ pub fn compile(
             {
                 key.local_ports = ep.named_ports.clone();
             }
-            let id = *context_ids.entry(key.clone()).or_insert_with(|| {
-                let fixed_traffic = rules_in_order
-                    .iter()
-                    .map(|&r| {
-                        let rule = &norm.rules[r];
-                        (!rule.peer_named_ports())
-                            .then(|| traffic_union(&rule.traffic, &key.local_ports))
-                    })
-                    .collect::<Vec<_>>();
-                let peer_named = fixed_traffic.iter().any(Option::is_none);
-                contexts.push(Context {
-                    key: key.clone(),
-                    rules: rules_in_order,
-                    fixed_traffic,
-                    peer_named,
-                    endpoints: Vec::new(),
-                });
-                contexts.len() - 1
-            });
+            let id = match context_ids.get(&key) {
+                Some(&id) => id,
+                None => {
+                    let fixed_traffic = rules_in_order
+                        .iter()
+                        .map(|&r| {
+                            let rule = &norm.rules[r];
+                            (!rule.peer_named_ports())
+                                .then(|| traffic_union(&rule.traffic, &key.local_ports))
+                        })
+                        .collect::<Vec<_>>();
+                    let peer_named = fixed_traffic.iter().any(Option::is_none);
+                    contexts.push(Context {
+                        key: key.clone(),
+                        rules: rules_in_order,
+                        fixed_traffic,
+                        peer_named,
+                        endpoints: Vec::new(),
+                    });
+                    context_ids.insert(key, contexts.len() - 1);
+                    contexts.len() - 1
+                }
+            };
             contexts[id].endpoints.push(ifindex);
         }
         out.policed.insert(ifindex, (policed[0], policed[1]));
@@ -228,7 +229,7 @@ pub fn compile(
     // Atoms of the peer conditions that can decide something, and the named ports egress
     // rules read from peers.
     let mut table = AtomTable::default();
-    let mut named_refs: BTreeSet<(String, u8)> = BTreeSet::new();
+    let mut named_refs: BTreeSet<(&str, u8)> = BTreeSet::new();
     let mut peer_exprs: HashMap<usize, Expr<u32>> = HashMap::new();
     for context in &contexts {
         for &r in &context.rules {
@@ -237,11 +238,7 @@ pub fn compile(
                 .entry(r)
                 .or_insert_with(|| rule.peer.map(&mut |atom| table.intern(atom)));
             if rule.peer_named_ports() {
-                for traffic in &rule.traffic {
-                    for (name, protocol) in traffic.named_refs() {
-                        named_refs.insert((name.to_string(), protocol));
-                    }
-                }
+                named_refs.extend(rule.traffic.iter().flat_map(Traffic::named_refs));
             }
         }
     }
@@ -290,10 +287,8 @@ pub fn compile(
         .collect();
 
     let decision_of = |r: usize| -> Decision {
-        let verdict = match norm.rules[r].action {
-            Action::Deny => Verdict::Deny,
-            _ => Verdict::Allow,
-        };
+        // Pass rules decide nothing: their decision is never read.
+        let verdict = norm.rules[r].action.verdict().unwrap_or(Verdict::Allow);
         let rule = rule_ids.get(&r).copied().unwrap_or(match verdict {
             Verdict::Deny => RULE_DEFAULT_DENY,
             Verdict::Allow => RULE_PROFILE_ALLOW,
@@ -304,13 +299,15 @@ pub fn compile(
     let mut templates: HashMap<(usize, BitSet, usize), Arc<Vec<Entry>>> = HashMap::new();
     for (ctx_id, context) in contexts.iter().enumerate() {
         let direction = context.key.direction;
+        // Every rule of a context has its peer condition evaluated above.
+        let classes_of: Vec<&BitSet> = context.rules.iter().map(|r| &*rule_classes[r]).collect();
         for (c, class) in classes.list.iter().enumerate() {
             let Some(identity) = class_identity[c] else {
                 continue;
             };
             let mut matched = BitSet::new(context.rules.len());
-            for (pos, r) in context.rules.iter().enumerate() {
-                if rule_classes.get(r).is_some_and(|bits| bits.get(c)) {
+            for (pos, bits) in classes_of.iter().enumerate() {
+                if bits.get(c) {
                     matched.set(pos);
                 }
             }
@@ -362,8 +359,9 @@ fn resolve_context(
     class_named: &[NamedPort],
     decision_of: &dyn Fn(usize) -> Decision,
 ) -> Vec<Entry> {
+    // Positions in `context.rules` run on from the policy rules through each profile's.
     let mut position = 0usize;
-    let policy = context.key.policy.as_deref().map(|rules| {
+    let mut steps_of = |rules: &[usize]| {
         steps(
             norm,
             context,
@@ -373,7 +371,8 @@ fn resolve_context(
             rules,
             &mut position,
         )
-    });
+    };
+    let policy = context.key.policy.as_deref().map(&mut steps_of);
     let profiles: Vec<ProfileSteps<'_>> = context
         .key
         .profiles
@@ -381,15 +380,7 @@ fn resolve_context(
         .map(|stage| match stage {
             StageKey::AllowAll => ProfileSteps::AllowAll,
             StageKey::DenyAll => ProfileSteps::DenyAll,
-            StageKey::Rules(rules) => ProfileSteps::Rules(steps(
-                norm,
-                context,
-                matched,
-                class_named,
-                decision_of,
-                rules,
-                &mut position,
-            )),
+            StageKey::Rules(rules) => ProfileSteps::Rules(steps_of(rules)),
         })
         .collect();
     let pieces = resolve(policy.as_deref(), &profiles);
@@ -433,14 +424,13 @@ fn assign_rule_ids(
     allocator: &mut RuleAllocator,
     out: &mut CompiledPolicy,
 ) -> HashMap<usize, u32> {
-    let deciding: Vec<usize> = numbered
+    let deciding: Vec<(usize, Verdict)> = numbered
         .iter()
-        .copied()
-        .filter(|&r| matches!(norm.rules[r].action, Action::Allow | Action::Deny))
+        .filter_map(|&r| Some((r, norm.rules[r].action.verdict()?)))
         .collect();
     let keys: BTreeSet<RuleKey> = deciding
         .iter()
-        .map(|&r| norm.rules[r].key.clone())
+        .map(|&(r, _)| norm.rules[r].key.clone())
         .collect();
     let unplaced = allocator.inner.assign(&keys);
     if !unplaced.is_empty() {
@@ -452,19 +442,14 @@ fn assign_rule_ids(
         ));
     }
     let mut ids = HashMap::new();
-    for r in deciding {
-        let rule = &norm.rules[r];
-        if let Some(id) = allocator.get(&rule.key) {
+    for (r, action) in deciding {
+        let key = &norm.rules[r].key;
+        if let Some(id) = allocator.get(key) {
             ids.insert(r, id);
-            let action = if rule.action == Action::Deny {
-                Verdict::Deny
-            } else {
-                Verdict::Allow
-            };
             out.rules.insert(
                 id,
                 RuleInfo {
-                    key: rule.key.clone(),
+                    key: key.clone(),
                     action,
                 },
             );

@@ -115,11 +115,7 @@ mod tests {
     use crate::model::Verdict;
 
     fn step(action: Action, rule: u32, traffic: TrafficSet) -> Step<'static> {
-        let verdict = if action == Action::Deny {
-            Verdict::Deny
-        } else {
-            Verdict::Allow
-        };
+        let verdict = action.verdict().unwrap_or(Verdict::Allow);
         Step {
             action,
             decision: Decision { verdict, rule },

@@ -6,7 +6,7 @@ use bpf_maps::policy::{
 
 use super::*;
 use crate::model::PolicyKind;
-use crate::testutil::{inputs, local, pod};
+use crate::testutil::{inputs, local, pod, WEB_FROM_CLIENT_ON_80};
 
 fn cluster() -> Vec<crate::Endpoint> {
     vec![
@@ -58,16 +58,7 @@ fn nothing_applies_nothing_is_policed() {
 
 #[test]
 fn one_allowed_port_is_one_entry_for_the_one_class() {
-    let c = run("
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: web, namespace: prod}
-spec:
-  podSelector: {matchLabels: {app: web}}
-  ingress:
-  - from: [{podSelector: {matchLabels: {app: client}}}]
-    ports: [{port: 80}]
-");
+    let c = run(WEB_FROM_CLIENT_ON_80);
     assert_eq!(c.policed[&7], (true, false));
     let client = c.ipcache[&"10.0.0.2/32".parse().unwrap()];
     assert!(client >= bpf_maps::policy::IDENTITY_FIRST_ALLOCATED);

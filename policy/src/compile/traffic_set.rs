@@ -232,26 +232,21 @@ pub(crate) fn traffic_set(traffic: &Traffic, named: &[NamedPort]) -> TrafficSet 
     if traffic.not_protocol == Some(protocol) {
         return TrafficSet::empty();
     }
-    let mut ports = if traffic.ports.is_empty() {
-        PortSet::all()
-    } else {
+    let port_set = |specs: &[PortSpec]| {
         PortSet::from_ranges(
-            traffic
-                .ports
+            specs
                 .iter()
                 .flat_map(|spec| spec_ports(spec, protocol, named))
                 .collect(),
         )
     };
+    let mut ports = if traffic.ports.is_empty() {
+        PortSet::all()
+    } else {
+        port_set(&traffic.ports)
+    };
     if !traffic.not_ports.is_empty() {
-        let excluded = PortSet::from_ranges(
-            traffic
-                .not_ports
-                .iter()
-                .flat_map(|spec| spec_ports(spec, protocol, named))
-                .collect(),
-        );
-        ports = ports.subtract(&excluded);
+        ports = ports.subtract(&port_set(&traffic.not_ports));
     }
     if let Some(icmp) = traffic.icmp {
         let (first, last) = icmp.range();

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::model::{PolicyKind, RuleKey, ServiceAccount};
-use crate::testutil::{inputs, ip, local, named, pod};
+use crate::testutil::{inputs, ip, local, named, pod, WEB_FROM_CLIENT_ON_80};
 use Direction::{Egress, Ingress};
 use Verdict::{Allow, Deny};
 
@@ -37,6 +37,20 @@ fn knp(ns: &str, name: &str, direction: Direction, index: u32) -> DecidedBy {
     )
 }
 
+fn np(ns: &str, name: &str, direction: Direction, index: u32) -> DecidedBy {
+    rule(PolicyKind::NetworkPolicy, Some(ns), name, direction, index)
+}
+
+fn gnp(name: &str, direction: Direction, index: u32) -> DecidedBy {
+    rule(
+        PolicyKind::GlobalNetworkPolicy,
+        None,
+        name,
+        direction,
+        index,
+    )
+}
+
 fn check(
     ev: &Evaluator,
     ep: &str,
@@ -63,19 +77,7 @@ fn web_cluster() -> Vec<crate::Endpoint> {
 
 #[test]
 fn k8s_pod_selector_means_the_policy_namespace() {
-    let ev = Evaluator::new(&inputs(
-        web_cluster(),
-        "
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: web, namespace: prod}
-spec:
-  podSelector: {matchLabels: {app: web}}
-  ingress:
-  - from: [{podSelector: {matchLabels: {app: client}}}]
-    ports: [{port: 80}]
-",
-    ));
+    let ev = Evaluator::new(&inputs(web_cluster(), WEB_FROM_CLIENT_ON_80));
     let allowed = (Allow, knp("prod", "web", Ingress, 0));
     assert_eq!(
         check(&ev, "prod/web", Ingress, "10.0.0.2", TCP, 80),
@@ -308,23 +310,11 @@ spec:
     let ev = Evaluator::new(&inputs(web_cluster(), yaml));
     assert_eq!(
         check(&ev, "prod/web", Ingress, "10.0.0.2", TCP, 22),
-        (
-            Deny,
-            rule(PolicyKind::GlobalNetworkPolicy, None, "first", Ingress, 1)
-        )
+        (Deny, gnp("first", Ingress, 1))
     );
     assert_eq!(
         check(&ev, "prod/web", Ingress, "10.0.0.2", TCP, 80),
-        (
-            Allow,
-            rule(
-                PolicyKind::NetworkPolicy,
-                Some("prod"),
-                "second",
-                Ingress,
-                0
-            )
-        )
+        (Allow, np("prod", "second", Ingress, 0))
     );
     // Pass skips every remaining policy: the profile decides.
     assert_eq!(
@@ -333,10 +323,7 @@ spec:
     );
     assert_eq!(
         check(&ev, "prod/web", Ingress, "10.0.0.2", ICMP, 0),
-        (
-            Deny,
-            rule(PolicyKind::GlobalNetworkPolicy, None, "last", Ingress, 0)
-        )
+        (Deny, gnp("last", Ingress, 0))
     );
 }
 
@@ -385,46 +372,30 @@ spec:
     source: {notSelector: app == 'client'}
 ";
     let ev = Evaluator::new(&inputs(web_cluster(), yaml));
-    let np = |i| {
-        (
-            Allow,
-            rule(
-                PolicyKind::NetworkPolicy,
-                Some("prod"),
-                "scoped",
-                Ingress,
-                i,
-            ),
-        )
-    };
-    let gnp = |i| {
-        (
-            Allow,
-            rule(PolicyKind::GlobalNetworkPolicy, None, "global", Ingress, i),
-        )
-    };
+    let scoped = |i| (Allow, np("prod", "scoped", Ingress, i));
+    let global = |i| (Allow, gnp("global", Ingress, i));
     let at = |peer, port| check(&ev, "prod/web", Ingress, peer, TCP, port);
     // A namespaced policy's selector stays in its namespace...
-    assert_eq!(at("10.0.0.2", 1), np(0));
+    assert_eq!(at("10.0.0.2", 1), scoped(0));
     assert_eq!(at("10.0.1.2", 1), DENIED);
     // ...unless namespaceSelector widens it.
-    assert_eq!(at("10.0.1.2", 2), np(1));
+    assert_eq!(at("10.0.1.2", 2), scoped(1));
     // notSelector alone in a namespaced policy: pods of the namespace not matching.
-    assert_eq!(at("10.0.0.1", 3), np(2));
+    assert_eq!(at("10.0.0.1", 3), scoped(2));
     assert_eq!(at("10.0.0.2", 3), DENIED);
     assert_eq!(at("10.0.1.3", 3), DENIED);
     assert_eq!(at("8.8.8.8", 3), DENIED);
     // global(): no pods at all.
     assert_eq!(at("10.0.0.2", 4), DENIED);
     // nets minus notNets, pods or not.
-    assert_eq!(at("10.0.0.2", 5), np(4));
-    assert_eq!(at("10.200.0.1", 5), np(4));
+    assert_eq!(at("10.0.0.2", 5), scoped(4));
+    assert_eq!(at("10.200.0.1", 5), scoped(4));
     assert_eq!(at("10.0.1.2", 5), DENIED);
     // A global policy's selector spans namespaces; its notSelector alone matches the world.
-    assert_eq!(at("10.0.1.2", 6), gnp(0));
+    assert_eq!(at("10.0.1.2", 6), global(0));
     assert_eq!(at("8.8.8.8", 6), DENIED);
-    assert_eq!(at("8.8.8.8", 7), gnp(1));
-    assert_eq!(at("10.0.1.3", 7), gnp(1));
+    assert_eq!(at("8.8.8.8", 7), global(1));
+    assert_eq!(at("10.0.1.3", 7), global(1));
     assert_eq!(at("10.0.1.2", 7), DENIED);
 }
 
@@ -450,14 +421,14 @@ spec:
     protocol: 47
 ";
     let ev = Evaluator::new(&inputs(web_cluster(), yaml));
-    let gnp = |i| rule(PolicyKind::GlobalNetworkPolicy, None, "icmp", Egress, i);
+    let icmp = |i| gnp("icmp", Egress, i);
     let at = |protocol, port| check(&ev, "prod/web", Egress, "8.8.8.8", protocol, port);
-    assert_eq!(at(ICMP, 8 << 8), (Allow, gnp(1)));
-    assert_eq!(at(ICMP, (8 << 8) | 1), (Deny, gnp(0)));
+    assert_eq!(at(ICMP, 8 << 8), (Allow, icmp(1)));
+    assert_eq!(at(ICMP, (8 << 8) | 1), (Deny, icmp(0)));
     assert_eq!(at(ICMP, 0), DENIED);
     assert_eq!(at(UDP, 100), DENIED);
-    assert_eq!(at(UDP, 101), (Allow, gnp(2)));
-    assert_eq!(at(47, 0), (Allow, gnp(3)));
+    assert_eq!(at(UDP, 101), (Allow, icmp(2)));
+    assert_eq!(at(47, 0), (Allow, icmp(3)));
 }
 
 #[test]
@@ -523,27 +494,19 @@ spec:
         labels: [("role".to_string(), "ro".to_string())].into(),
     });
     let ev = Evaluator::new(&inputs);
-    let gnp = |i| {
-        rule(
-            PolicyKind::GlobalNetworkPolicy,
-            None,
-            "accounts",
-            Ingress,
-            i,
-        )
-    };
+    let accounts = |i| gnp("accounts", Ingress, i);
     assert_eq!(
         check(&ev, "prod/web", Ingress, "10.0.1.2", TCP, 1),
-        (Allow, gnp(0))
+        (Allow, accounts(0))
     );
     assert_eq!(
         check(&ev, "prod/web", Ingress, "10.0.0.2", TCP, 1),
-        (Allow, gnp(2))
+        (Allow, accounts(2))
     );
     assert_eq!(check(&ev, "prod/web", Ingress, "10.0.1.3", TCP, 1), DENIED);
     // The destination selector of an ingress rule is about the local endpoint.
     assert_eq!(
         check(&ev, "prod/db", Ingress, "10.0.0.2", TCP, 1),
-        (Deny, gnp(1))
+        (Deny, accounts(1))
     );
 }

@@ -16,19 +16,12 @@ use tortie_resources::{
 
 use super::expr::{AccountMatch, Atom, EndpointFilter, Expr, NsScope};
 use super::traffic::{has_ports, IcmpSpec, PortSpec, Traffic, PROTO_ICMP};
-use super::{qualified, AppliesTo, Converted, NormPolicy, NormRule};
-use crate::model::{Direction, PolicyKind, RuleKey};
+use super::{convert_directions, qualified, AppliesTo, Converted, NormPolicy, NormRule, Origin};
+use crate::model::{Direction, PolicyKind};
 use crate::normalize::Action;
 
 /// The only tier.
 const DEFAULT_TIER: &str = "default";
-
-/// Where rules come from, for their keys and for namespace scoping.
-struct Origin<'a> {
-    kind: PolicyKind,
-    namespace: Option<&'a str>,
-    name: &'a str,
-}
 
 /// Parses an optional selector field; empty text counts as unset, as in Calico.
 pub(super) fn parse_selector(
@@ -81,6 +74,22 @@ pub(super) fn net_expr(net: Ipv4Net) -> Expr<Atom> {
     }
 }
 
+/// "The address is in one of the CIDRs of the list at `path`"; IPv6 entries match nothing,
+/// so a list of only those is false.
+pub(super) fn any_net(
+    texts: &[String],
+    path: &str,
+    bare_address_ok: bool,
+) -> Result<Expr<Atom>, String> {
+    let mut nets = Vec::new();
+    for (i, text) in texts.iter().enumerate() {
+        if let Some(net) = parse_net(text, &format!("{path}[{i}]"), bare_address_ok)? {
+            nets.push(net_expr(net));
+        }
+    }
+    Ok(Expr::any(nets))
+}
+
 /// `NsScope::Selector(all())` is every namespace: one canonical form for one meaning.
 pub(super) fn scope_of(selector: Selector) -> NsScope {
     if selector.is_all() {
@@ -102,23 +111,10 @@ fn entity_expr(
 ) -> Result<Expr<Atom>, String> {
     let mut parts = Vec::new();
     if !entity.nets.is_empty() {
-        let mut nets = Vec::new();
-        for (i, text) in entity.nets.iter().enumerate() {
-            if let Some(net) = parse_net(text, &format!("{path}.nets[{i}]"), true)? {
-                nets.push(net_expr(net));
-            }
-        }
-        // Only IPv6 nets: no IPv4 address matches.
-        parts.push(Expr::any(nets));
+        parts.push(any_net(&entity.nets, &format!("{path}.nets"), true)?);
     }
     if !entity.not_nets.is_empty() {
-        let mut nets = Vec::new();
-        for (i, text) in entity.not_nets.iter().enumerate() {
-            if let Some(net) = parse_net(text, &format!("{path}.notNets[{i}]"), true)? {
-                nets.push(net_expr(net));
-            }
-        }
-        parts.push(Expr::any(nets).negate());
+        parts.push(any_net(&entity.not_nets, &format!("{path}.notNets"), true)?.negate());
     }
 
     let selector = parse_selector(
@@ -312,13 +308,7 @@ fn convert_rule(
         RuleAction::Log => Action::Log,
     };
     Ok(Some(NormRule {
-        key: RuleKey {
-            kind: origin.kind,
-            namespace: origin.namespace.map(str::to_string),
-            name: origin.name.to_string(),
-            direction,
-            index: u32::try_from(index).unwrap_or(u32::MAX),
-        },
+        key: origin.rule_key(direction, index),
         action,
         peer,
         local,
@@ -349,7 +339,7 @@ fn convert_rules(
     Ok(start..rules.len())
 }
 
-/// Converts both directions, leaving `rules` untouched on error.
+/// Converts the lists of the directions in `types`, leaving `rules` untouched on error.
 fn convert_both(
     origin: &Origin<'_>,
     types: &[PolicyType],
@@ -357,20 +347,13 @@ fn convert_both(
     egress: &[Rule],
     rules: &mut Vec<NormRule>,
 ) -> Result<[Option<Range<usize>>; 2], String> {
-    let mark = rules.len();
-    let mut convert = |direction, list: &[Rule], wanted: PolicyType| {
-        if types.contains(&wanted) {
-            convert_rules(origin, direction, list, rules).map(Some)
-        } else {
-            Ok(None)
-        }
-    };
-    let result = convert(Direction::Ingress, ingress, PolicyType::Ingress)
-        .and_then(|i| convert(Direction::Egress, egress, PolicyType::Egress).map(|e| [i, e]));
-    if result.is_err() {
-        rules.truncate(mark);
-    }
-    result
+    convert_directions(types, rules, |direction, rules| {
+        let list = match direction {
+            Direction::Ingress => ingress,
+            Direction::Egress => egress,
+        };
+        convert_rules(origin, direction, list, rules)
+    })
 }
 
 fn check_tier(tier: Option<&str>) -> Result<(), String> {
@@ -390,60 +373,74 @@ fn calico_order(order: Option<f64>) -> Result<f64, String> {
     }
 }
 
+/// The fields `NetworkPolicy` and `GlobalNetworkPolicy` share (a `NetworkPolicy` has no
+/// `namespaceSelector`).
+struct PolicyFields<'a> {
+    tier: Option<&'a str>,
+    order: Option<f64>,
+    selector: Option<&'a str>,
+    namespace_selector: Option<&'a str>,
+    service_account_selector: Option<&'a str>,
+    types: Vec<PolicyType>,
+    ingress: &'a [Rule],
+    egress: &'a [Rule],
+}
+
+/// A Calico policy; it applies to the endpoints of its origin's namespace, if any.
+fn convert_policy(
+    origin: &Origin<'_>,
+    fields: PolicyFields<'_>,
+    rules: &mut Vec<NormRule>,
+) -> Result<NormPolicy, String> {
+    check_tier(fields.tier)?;
+    let order = calico_order(fields.order)?;
+    let selector = parse_selector(fields.selector, "spec.selector", false)?;
+    let namespace_selector =
+        parse_selector(fields.namespace_selector, "spec.namespaceSelector", false)?;
+    let account_selector = parse_selector(
+        fields.service_account_selector,
+        "spec.serviceAccountSelector",
+        false,
+    )?;
+    let ranges = convert_both(origin, &fields.types, fields.ingress, fields.egress, rules)?;
+    let namespace = origin.namespace.map(str::to_string);
+    Ok(NormPolicy {
+        kind: origin.kind,
+        namespace: namespace.clone(),
+        name: origin.name.to_string(),
+        order,
+        sort_name: qualified(origin.namespace, origin.name),
+        applies: AppliesTo {
+            namespace,
+            selector: selector.unwrap_or_default(),
+            namespace_selector,
+            account_selector,
+        },
+        rules: ranges,
+    })
+}
+
 pub(super) fn convert_network_policy(
     policy: &NetworkPolicy,
     rules: &mut Vec<NormRule>,
 ) -> Converted {
-    let namespace = policy
-        .metadata
-        .namespace
-        .as_deref()
-        .unwrap_or(tortie_resources::meta::DEFAULT_NAMESPACE);
-    let name = policy.metadata.name.as_str();
     let origin = Origin {
         kind: PolicyKind::NetworkPolicy,
-        namespace: Some(namespace),
-        name,
+        namespace: Some(policy.metadata.namespace_or_default()),
+        name: &policy.metadata.name,
     };
     let spec = &policy.spec;
-    let result = (|| {
-        check_tier(spec.tier.as_deref())?;
-        let order = calico_order(spec.order)?;
-        let selector = parse_selector(spec.selector.as_deref(), "spec.selector", false)?;
-        let account_selector = parse_selector(
-            spec.service_account_selector.as_deref(),
-            "spec.serviceAccountSelector",
-            false,
-        )?;
-        let ranges = convert_both(
-            &origin,
-            &spec.effective_types(),
-            &spec.ingress,
-            &spec.egress,
-            rules,
-        )?;
-        Ok::<_, String>(NormPolicy {
-            kind: PolicyKind::NetworkPolicy,
-            namespace: Some(namespace.to_string()),
-            name: name.to_string(),
-            order,
-            sort_name: format!("{namespace}/{name}"),
-            applies: AppliesTo {
-                namespace: Some(namespace.to_string()),
-                selector: selector.unwrap_or_default(),
-                namespace_selector: None,
-                account_selector,
-            },
-            rules: ranges,
-        })
-    })();
-    match result {
-        Ok(policy) => Converted::Policy(Box::new(policy)),
-        Err(problem) => Converted::Error(format!(
-            "NetworkPolicy {}: {problem}; the policy is skipped",
-            qualified(Some(namespace), name)
-        )),
-    }
+    let fields = PolicyFields {
+        tier: spec.tier.as_deref(),
+        order: spec.order,
+        selector: spec.selector.as_deref(),
+        namespace_selector: None,
+        service_account_selector: spec.service_account_selector.as_deref(),
+        types: spec.effective_types(),
+        ingress: &spec.ingress,
+        egress: &spec.egress,
+    };
+    origin.converted(convert_policy(&origin, fields, rules))
 }
 
 pub(super) fn convert_global_network_policy(
@@ -463,48 +460,17 @@ pub(super) fn convert_global_network_policy(
         namespace: None,
         name,
     };
-    let result = (|| {
-        check_tier(spec.tier.as_deref())?;
-        let order = calico_order(spec.order)?;
-        let selector = parse_selector(spec.selector.as_deref(), "spec.selector", false)?;
-        let namespace_selector = parse_selector(
-            spec.namespace_selector.as_deref(),
-            "spec.namespaceSelector",
-            false,
-        )?;
-        let account_selector = parse_selector(
-            spec.service_account_selector.as_deref(),
-            "spec.serviceAccountSelector",
-            false,
-        )?;
-        let ranges = convert_both(
-            &origin,
-            &spec.effective_types(),
-            &spec.ingress,
-            &spec.egress,
-            rules,
-        )?;
-        Ok::<_, String>(NormPolicy {
-            kind: PolicyKind::GlobalNetworkPolicy,
-            namespace: None,
-            name: name.to_string(),
-            order,
-            sort_name: name.to_string(),
-            applies: AppliesTo {
-                namespace: None,
-                selector: selector.unwrap_or_default(),
-                namespace_selector,
-                account_selector,
-            },
-            rules: ranges,
-        })
-    })();
-    match result {
-        Ok(policy) => Converted::Policy(Box::new(policy)),
-        Err(problem) => Converted::Error(format!(
-            "GlobalNetworkPolicy {name}: {problem}; the policy is skipped"
-        )),
-    }
+    let fields = PolicyFields {
+        tier: spec.tier.as_deref(),
+        order: spec.order,
+        selector: spec.selector.as_deref(),
+        namespace_selector: spec.namespace_selector.as_deref(),
+        service_account_selector: spec.service_account_selector.as_deref(),
+        types: spec.effective_types(),
+        ingress: &spec.ingress,
+        egress: &spec.egress,
+    };
+    origin.converted(convert_policy(&origin, fields, rules))
 }
 
 /// A profile's rules (both directions); the problem when any rule is invalid.
@@ -518,6 +484,7 @@ pub(super) fn convert_profile(
         name: &profile.metadata.name,
     };
     let both = [PolicyType::Ingress, PolicyType::Egress];
+    // Both directions are asked for, so both ranges are there.
     let [ingress, egress] = convert_both(
         &origin,
         &both,
@@ -525,9 +492,5 @@ pub(super) fn convert_profile(
         &profile.spec.egress,
         rules,
     )?;
-    let empty = rules.len()..rules.len();
-    Ok([
-        ingress.unwrap_or_else(|| empty.clone()),
-        egress.unwrap_or(empty),
-    ])
+    Ok([ingress.unwrap_or_default(), egress.unwrap_or_default()])
 }

@@ -12,14 +12,17 @@
 use std::ops::Range;
 
 use tortie_resources::{
-    IntOrString, K8sNetworkPolicy, K8sPeer, K8sPolicyPort, K8sProtocol, PolicyType,
+    IntOrString, K8sNetworkPolicy, K8sNetworkPolicySpec, K8sPeer, K8sPolicyPort, K8sProtocol,
 };
 
-use super::calico::{net_expr, non_trivial, parse_net, scope_of};
+use super::calico::{any_net, net_expr, non_trivial, parse_net, scope_of};
 use super::expr::{Atom, EndpointFilter, Expr, NsScope};
 use super::traffic::{PortSpec, Traffic};
-use super::{qualified, Action, AppliesTo, Converted, NormPolicy, NormRule, K8S_POLICY_ORDER};
-use crate::model::{Direction, PolicyKind, RuleKey};
+use super::{
+    convert_directions, Action, AppliesTo, Converted, NormPolicy, NormRule, Origin,
+    K8S_POLICY_ORDER,
+};
+use crate::model::{Direction, PolicyKind};
 
 fn protocol_number(protocol: Option<K8sProtocol>) -> u8 {
     match protocol.unwrap_or_default() {
@@ -40,13 +43,8 @@ fn peer_expr(peer: &K8sPeer, namespace: &str, path: &str) -> Result<Expr<Atom>, 
         let Some(cidr) = parse_net(&block.cidr, &format!("{path}.ipBlock.cidr"), false)? else {
             return Ok(Expr::False);
         };
-        let mut holes = Vec::new();
-        for (i, text) in block.except.iter().enumerate() {
-            if let Some(hole) = parse_net(text, &format!("{path}.ipBlock.except[{i}]"), false)? {
-                holes.push(net_expr(hole));
-            }
-        }
-        return Ok(Expr::all(vec![net_expr(cidr), Expr::any(holes).negate()]));
+        let holes = any_net(&block.except, &format!("{path}.ipBlock.except"), false)?;
+        return Ok(Expr::all(vec![net_expr(cidr), holes.negate()]));
     }
     let to_selector = |selector: &tortie_resources::LabelSelector, field: &str| {
         selector
@@ -122,16 +120,13 @@ fn port_traffic(port: &K8sPolicyPort, path: &str) -> Result<Traffic, String> {
     })
 }
 
-struct K8sRule<'a> {
-    peers: &'a [K8sPeer],
-    ports: &'a [K8sPolicyPort],
-}
-
-fn convert_rules(
-    policy: &K8sNetworkPolicy,
+/// Converts one direction's rules, given as (peers, ports), into `rules`; the range they
+/// occupy.
+fn convert_rules<'a>(
+    origin: &Origin<'_>,
     namespace: &str,
     direction: Direction,
-    list: &[K8sRule<'_>],
+    list: impl Iterator<Item = (&'a [K8sPeer], &'a [K8sPolicyPort])>,
     rules: &mut Vec<NormRule>,
 ) -> Result<Range<usize>, String> {
     let start = rules.len();
@@ -139,38 +134,32 @@ fn convert_rules(
         Direction::Ingress => "from",
         Direction::Egress => "to",
     };
-    for (index, rule) in list.iter().enumerate() {
+    for (index, (peers, ports)) in list.enumerate() {
         let path = format!("spec.{direction}[{index}]");
-        let mut peers = Vec::new();
-        for (i, peer) in rule.peers.iter().enumerate() {
-            peers.push(peer_expr(
-                peer,
-                namespace,
-                &format!("{path}.{peers_field}[{i}]"),
-            )?);
-        }
-        let peer = if rule.peers.is_empty() {
+        let peer = if peers.is_empty() {
             Expr::True
         } else {
-            Expr::any(peers)
+            Expr::any(
+                peers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, peer)| {
+                        peer_expr(peer, namespace, &format!("{path}.{peers_field}[{i}]"))
+                    })
+                    .collect::<Result<_, _>>()?,
+            )
         };
-        let traffic = if rule.ports.is_empty() {
+        let traffic = if ports.is_empty() {
             vec![Traffic::any()]
         } else {
-            rule.ports
+            ports
                 .iter()
                 .enumerate()
                 .map(|(i, port)| port_traffic(port, &format!("{path}.ports[{i}]")))
                 .collect::<Result<_, _>>()?
         };
         rules.push(NormRule {
-            key: RuleKey {
-                kind: PolicyKind::K8sNetworkPolicy,
-                namespace: Some(namespace.to_string()),
-                name: policy.metadata.name.clone(),
-                direction,
-                index: u32::try_from(index).unwrap_or(u32::MAX),
-            },
+            key: origin.rule_key(direction, index),
             action: Action::Allow,
             peer,
             local: Expr::True,
@@ -181,81 +170,48 @@ fn convert_rules(
 }
 
 pub(super) fn convert(policy: &K8sNetworkPolicy, rules: &mut Vec<NormRule>) -> Converted {
-    let namespace = policy
-        .metadata
-        .namespace
-        .as_deref()
-        .unwrap_or(tortie_resources::meta::DEFAULT_NAMESPACE);
-    let name = policy.metadata.name.as_str();
-    let spec = &policy.spec;
-    let mark = rules.len();
-    let result = (|| {
-        let selector = spec
-            .pod_selector
-            .to_selector()
-            .map_err(|e| format!("spec.podSelector: {e}"))?;
-        let types = spec.effective_policy_types();
-        let ingress: Vec<_> = spec
-            .ingress
-            .iter()
-            .map(|r| K8sRule {
-                peers: &r.from,
-                ports: &r.ports,
-            })
-            .collect();
-        let egress: Vec<_> = spec
-            .egress
-            .iter()
-            .map(|r| K8sRule {
-                peers: &r.to,
-                ports: &r.ports,
-            })
-            .collect();
-        let ingress = if types.contains(&PolicyType::Ingress) {
-            Some(convert_rules(
-                policy,
-                namespace,
-                Direction::Ingress,
-                &ingress,
-                rules,
-            )?)
-        } else {
-            None
-        };
-        let egress = if types.contains(&PolicyType::Egress) {
-            Some(convert_rules(
-                policy,
-                namespace,
-                Direction::Egress,
-                &egress,
-                rules,
-            )?)
-        } else {
-            None
-        };
-        Ok::<_, String>(NormPolicy {
-            kind: PolicyKind::K8sNetworkPolicy,
-            namespace: Some(namespace.to_string()),
-            name: name.to_string(),
-            order: K8S_POLICY_ORDER,
-            sort_name: format!("{namespace}/knp.default.{name}"),
-            applies: AppliesTo {
-                namespace: Some(namespace.to_string()),
-                selector,
-                namespace_selector: None,
-                account_selector: None,
-            },
-            rules: [ingress, egress],
-        })
-    })();
-    match result {
-        Ok(policy) => Converted::Policy(Box::new(policy)),
-        Err(problem) => {
-            rules.truncate(mark);
-            Converted::Error(format!(
-                "NetworkPolicy (networking.k8s.io) {}: {problem}; the policy is skipped",
-                qualified(Some(namespace), name)
-            ))
+    let namespace = policy.metadata.namespace_or_default();
+    let origin = Origin {
+        kind: PolicyKind::K8sNetworkPolicy,
+        namespace: Some(namespace),
+        name: &policy.metadata.name,
+    };
+    origin.converted(convert_policy(&origin, namespace, &policy.spec, rules))
+}
+
+fn convert_policy(
+    origin: &Origin<'_>,
+    namespace: &str,
+    spec: &K8sNetworkPolicySpec,
+    rules: &mut Vec<NormRule>,
+) -> Result<NormPolicy, String> {
+    let selector = spec
+        .pod_selector
+        .to_selector()
+        .map_err(|e| format!("spec.podSelector: {e}"))?;
+    let types = spec.effective_policy_types();
+    let ranges = convert_directions(&types, rules, |direction, rules| match direction {
+        Direction::Ingress => {
+            let list = spec.ingress.iter().map(|r| (&r.from[..], &r.ports[..]));
+            convert_rules(origin, namespace, direction, list, rules)
         }
-    }
+        Direction::Egress => {
+            let list = spec.egress.iter().map(|r| (&r.to[..], &r.ports[..]));
+            convert_rules(origin, namespace, direction, list, rules)
+        }
+    })?;
+    Ok(NormPolicy {
+        kind: origin.kind,
+        namespace: Some(namespace.to_string()),
+        name: origin.name.to_string(),
+        order: K8S_POLICY_ORDER,
+        sort_name: format!("{namespace}/knp.default.{}", origin.name),
+        applies: AppliesTo {
+            namespace: Some(namespace.to_string()),
+            selector,
+            namespace_selector: None,
+            account_selector: None,
+        },
+        rules: ranges,
+    })
 }

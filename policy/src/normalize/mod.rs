@@ -25,10 +25,10 @@ use std::net::Ipv4Addr;
 use std::ops::Range;
 use std::sync::Arc;
 
-use tortie_resources::Selector;
+use tortie_resources::{PolicyType, Selector};
 
 use crate::model::{
-    Direction, NamedPort, PolicyInputs, PolicyKind, RuleKey, LABEL_CALICO_NAME,
+    Direction, NamedPort, PolicyInputs, PolicyKind, RuleKey, Verdict, LABEL_CALICO_NAME,
     LABEL_CALICO_NAMESPACE, LABEL_CALICO_ORCHESTRATOR, LABEL_CALICO_SERVICE_ACCOUNT,
     LABEL_K8S_NAMESPACE_NAME,
 };
@@ -71,6 +71,18 @@ pub(crate) enum Action {
     Log,
 }
 
+impl Action {
+    /// What the rule decides when it matches: a verdict for allow and deny, nothing for pass
+    /// and log.
+    pub fn verdict(self) -> Option<Verdict> {
+        match self {
+            Action::Allow => Some(Verdict::Allow),
+            Action::Deny => Some(Verdict::Deny),
+            Action::Pass | Action::Log => None,
+        }
+    }
+}
+
 /// One rule in the normal form.
 #[derive(Clone, Debug)]
 pub(crate) struct NormRule {
@@ -85,6 +97,11 @@ pub(crate) struct NormRule {
 }
 
 impl NormRule {
+    /// Whether the local endpoint `ep` satisfies the rule's condition on it.
+    pub fn local_holds(&self, ep: &NormEndpoint) -> bool {
+        self.local.eval(&mut |atom| atom.holds(ep.ipv4, Some(ep)))
+    }
+
     /// Whether the rule's ports name ports of the *peer* (egress rules resolve named ports
     /// against the destination, which is the peer).
     pub fn peer_named_ports(&self) -> bool {
@@ -316,6 +333,68 @@ pub(crate) enum Converted {
     Error(String),
 }
 
+/// The policy or profile rules come from: names their keys and the policy's errors.
+pub(crate) struct Origin<'a> {
+    pub kind: PolicyKind,
+    /// The namespace, for namespaced kinds.
+    pub namespace: Option<&'a str>,
+    pub name: &'a str,
+}
+
+impl Origin<'_> {
+    /// The key of rule `index` of the `direction` list.
+    fn rule_key(&self, direction: Direction, index: usize) -> RuleKey {
+        RuleKey {
+            kind: self.kind,
+            namespace: self.namespace.map(str::to_string),
+            name: self.name.to_string(),
+            direction,
+            index: u32::try_from(index).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// The outcome of converting the policy: it, or an error naming it and the problem.
+    fn converted(&self, result: Result<NormPolicy, String>) -> Converted {
+        match result {
+            Ok(policy) => Converted::Policy(Box::new(policy)),
+            Err(problem) => Converted::Error(format!(
+                "{} {}: {problem}; the policy is skipped",
+                self.kind,
+                qualified(self.namespace, self.name)
+            )),
+        }
+    }
+}
+
+/// Converts the rule list of every direction in `types`, ingress first: `convert` appends
+/// one direction's rules to `rules`, giving the range they occupy. On error `rules` is left
+/// as it was, so a rejected policy or profile leaves no rules behind.
+fn convert_directions(
+    types: &[PolicyType],
+    rules: &mut Vec<NormRule>,
+    mut convert: impl FnMut(Direction, &mut Vec<NormRule>) -> Result<Range<usize>, String>,
+) -> Result<[Option<Range<usize>>; 2], String> {
+    let mark = rules.len();
+    let mut ranges = [None, None];
+    for direction in Direction::BOTH {
+        let wanted = match direction {
+            Direction::Ingress => PolicyType::Ingress,
+            Direction::Egress => PolicyType::Egress,
+        };
+        if !types.contains(&wanted) {
+            continue;
+        }
+        match convert(direction, rules) {
+            Ok(range) => ranges[dir_index(direction)] = Some(range),
+            Err(problem) => {
+                rules.truncate(mark);
+                return Err(problem);
+            }
+        }
+    }
+    Ok(ranges)
+}
+
 fn accept(out: &mut Normalized, converted: Converted) {
     match converted {
         Converted::Policy(policy) => out.policies.push(*policy),
@@ -339,6 +418,10 @@ fn namespace_labels(name: &str, labels: &BTreeMap<String, String>) -> BTreeMap<S
     )
 }
 
+fn account_labels(name: &str, labels: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    expr::with_defaults(labels, &[(LABEL_CALICO_NAME, name)])
+}
+
 fn normalize_endpoints(
     inputs: &PolicyInputs,
     profile_labels: &HashMap<&str, &BTreeMap<String, String>>,
@@ -354,12 +437,7 @@ fn normalize_endpoints(
     for sa in &inputs.service_accounts {
         accounts
             .entry((sa.namespace.as_str(), sa.name.as_str()))
-            .or_insert_with(|| {
-                Arc::new(expr::with_defaults(
-                    &sa.labels,
-                    &[(LABEL_CALICO_NAME, sa.name.as_str())],
-                ))
-            });
+            .or_insert_with(|| Arc::new(account_labels(&sa.name, &sa.labels)));
     }
     let no_labels = Arc::new(BTreeMap::new());
 
@@ -393,12 +471,7 @@ fn normalize_endpoints(
         let account_labels = match &ep.service_account {
             Some(sa) => accounts
                 .entry((ep.namespace.as_str(), sa.as_str()))
-                .or_insert_with(|| {
-                    Arc::new(BTreeMap::from([(
-                        LABEL_CALICO_NAME.to_string(),
-                        sa.clone(),
-                    )]))
-                })
+                .or_insert_with(|| Arc::new(account_labels(sa, &BTreeMap::new())))
                 .clone(),
             None => no_labels.clone(),
         };

@@ -190,8 +190,8 @@ pub fn random_cluster(rng: &mut Rng) -> PolicyInputs {
         inputs.profiles.push(Profile {
             metadata: ObjectMeta::named(format!("kns.{}", rng.pick(&NAMESPACES))),
             spec: ProfileSpec {
-                ingress: (0..rng.below(3)).map(|_| calico_rule(rng, None)).collect(),
-                egress: (0..rng.below(3)).map(|_| calico_rule(rng, None)).collect(),
+                ingress: (0..rng.below(3)).map(|_| calico_rule(rng, false)).collect(),
+                egress: (0..rng.below(3)).map(|_| calico_rule(rng, false)).collect(),
                 labels_to_apply: labels(&[("inherited", "yes")]),
             },
         });
@@ -200,7 +200,7 @@ pub fn random_cluster(rng: &mut Rng) -> PolicyInputs {
         inputs.profiles.push(Profile {
             metadata: ObjectMeta::named("custom"),
             spec: ProfileSpec {
-                ingress: vec![calico_rule(rng, None)],
+                ingress: vec![calico_rule(rng, false)],
                 egress: Vec::new(),
                 labels_to_apply: BTreeMap::new(),
             },
@@ -422,8 +422,7 @@ fn entity(rng: &mut Rng, namespaced: bool, peer: bool) -> EntityRule {
 }
 
 /// A random valid Calico rule (`namespaced`: in a NetworkPolicy).
-pub fn calico_rule(rng: &mut Rng, namespaced: Option<bool>) -> Rule {
-    let namespaced = namespaced.unwrap_or(false);
+pub fn calico_rule(rng: &mut Rng, namespaced: bool) -> Rule {
     let action = *rng.pick(&[
         RuleAction::Allow,
         RuleAction::Allow,
@@ -518,12 +517,8 @@ fn calico_policy(rng: &mut Rng, p: usize) -> NetworkPolicy {
     if rng.chance(10) {
         spec.service_account_selector = Some("role == 'reader'".into());
     }
-    spec.ingress = (0..rng.below(4))
-        .map(|_| calico_rule(rng, Some(true)))
-        .collect();
-    spec.egress = (0..rng.below(4))
-        .map(|_| calico_rule(rng, Some(true)))
-        .collect();
+    spec.ingress = (0..rng.below(4)).map(|_| calico_rule(rng, true)).collect();
+    spec.egress = (0..rng.below(4)).map(|_| calico_rule(rng, true)).collect();
     NetworkPolicy {
         metadata: ObjectMeta::namespaced(*rng.pick(&NAMESPACES), format!("np-{p}")),
         spec,
@@ -540,12 +535,8 @@ fn global_policy(rng: &mut Rng, p: usize) -> GlobalNetworkPolicy {
     if rng.chance(20) {
         spec.namespace_selector = Some("team == 'y'".into());
     }
-    spec.ingress = (0..rng.below(4))
-        .map(|_| calico_rule(rng, Some(false)))
-        .collect();
-    spec.egress = (0..rng.below(4))
-        .map(|_| calico_rule(rng, Some(false)))
-        .collect();
+    spec.ingress = (0..rng.below(4)).map(|_| calico_rule(rng, false)).collect();
+    spec.egress = (0..rng.below(4)).map(|_| calico_rule(rng, false)).collect();
     GlobalNetworkPolicy {
         metadata: ObjectMeta::named(format!("gnp-{p}")),
         spec,

@@ -101,7 +101,7 @@ fn serve(tcp: &[u16], udp: &[u16], sctp: &[u16]) -> Result<()> {
         }));
     }
     if !sctp.is_empty() {
-        let socket = raw_sctp_socket()?;
+        let socket = raw_sctp_socket().context("opening a raw SCTP socket (needs CAP_NET_RAW)")?;
         let ports = sctp.to_vec();
         workers.push(thread::spawn(move || answer_sctp(&socket, &ports)));
     }
@@ -113,13 +113,12 @@ fn serve(tcp: &[u16], udp: &[u16], sctp: &[u16]) -> Result<()> {
     Ok(())
 }
 
-fn raw_sctp_socket() -> Result<Socket> {
+fn raw_sctp_socket() -> std::io::Result<Socket> {
     Socket::new(
         Domain::IPV4,
         Type::RAW,
         Some(SockProtocol::from(probe::IPPROTO_SCTP)),
     )
-    .context("opening a raw SCTP socket (needs CAP_NET_RAW)")
 }
 
 /// Receives into `buf`, returning the bytes read.
@@ -214,11 +213,7 @@ fn probe_udp(target: &Target, timeout: Duration) -> std::io::Result<(Outcome, St
 }
 
 fn probe_sctp(target: &Target, timeout: Duration) -> std::io::Result<(Outcome, String)> {
-    let socket = Socket::new(
-        Domain::IPV4,
-        Type::RAW,
-        Some(SockProtocol::from(probe::IPPROTO_SCTP)),
-    )?;
+    let socket = raw_sctp_socket()?;
     // Connecting a raw socket makes it receive only from the target.
     socket.connect(&SocketAddr::V4(SocketAddrV4::new(target.ip, 0)).into())?;
     let tag = random_u32() | 1;

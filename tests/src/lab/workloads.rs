@@ -3,16 +3,19 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
+use std::net::Ipv4Addr;
 use std::process::{Child, Stdio};
-use std::time::Duration;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::{Lab, CONVERGE_TIMEOUT};
 use crate::control_plane;
+use crate::convergence::{self, Lagging};
 use crate::netns::nsenter_command;
 use crate::probe::{self, Outcome, Protocol, Target};
-use crate::spec::{ContainerPort, Pod};
+use crate::spec::{self, ContainerPort, Pod};
 
 /// A pod to create through `tortie-cni`.
 #[derive(Clone, Debug, Default)]
@@ -59,6 +62,24 @@ fn serve_args(ports: &[ContainerPort]) -> Result<Vec<String>> {
 }
 
 impl Lab {
+    /// Creates pod `namespace/name` on `node` through `tortie-cni` (after writing its pod
+    /// record with `labels`), records it and returns it with the address IPAM gave it.
+    pub fn add_pod(
+        &mut self,
+        node: &str,
+        namespace: &str,
+        name: &str,
+        labels: &[(&str, &str)],
+    ) -> Result<Pod> {
+        self.add_pod_with(&PodRequest {
+            node: node.to_owned(),
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            labels: spec::owned_labels(labels),
+            ports: Vec::new(),
+        })
+    }
+
     /// Creates a pod through `tortie-cni` after writing its pod record (labels, ports), then
     /// waits until every node's maps hold it. The namespace record must exist already for
     /// namespace selectors to see it (see [`Lab::apply_namespace`]).
@@ -69,28 +90,107 @@ impl Lab {
             bail!("lab {} already has pod {namespace}/{name}", self.state.name);
         }
         let node = self.node_or_err(&request.node)?.clone();
-        let labels: Vec<(&str, &str)> = request
-            .labels
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let mut pod = Pod::planned_for_cni(&self.state.name, &node.name, namespace, name, &labels);
-        pod.mtu = self.state.spec().pod_mtu();
-        pod.ports = request.ports.clone();
-        let record = control_plane::pod_record(&pod);
-        let saved = self
-            .state_dir()
-            .join(format!("pod-{namespace}-{name}.yaml"));
-        control_plane::apply(&self.state.name, &self.state.artifacts, &record, &saved)?;
-        let attachment =
-            control_plane::add_pod(&self.state.name, &self.state.artifacts, &node, &pod)?;
-        pod.ip = attachment.ip;
-        pod.mac = attachment.mac;
-        pod.host_iface = attachment.host_iface;
+        let mut pod = Pod {
+            labels: request.labels.clone(),
+            ports: request.ports.clone(),
+            mtu: self.state.spec().pod_mtu(),
+            ..Pod::planned_for_cni(&self.state.name, &node.name, namespace, name, &[])
+        };
+        self.apply_yaml(
+            &format!("pod-{namespace}-{name}.yaml"),
+            &control_plane::pod_record(&pod),
+        )?;
+        control_plane::add_pod(&self.state.name, &self.state.artifacts, &node, &pod)?
+            .record_in(&mut pod);
         self.state.pods.push(pod.clone());
         self.state.save()?;
         self.wait_converged(CONVERGE_TIMEOUT)?;
         Ok(pod)
+    }
+
+    /// Waits until every node's maps program its own pods' interfaces and route to every pod,
+    /// as `tortiectl bpf endpoints` and `tortiectl bpf routes` show them. Fails after
+    /// `timeout`, naming what each lagging node lacks.
+    pub fn wait_converged(&self, timeout: Duration) -> Result<()> {
+        let started = Instant::now();
+        loop {
+            let lagging = self.lagging_nodes()?;
+            if lagging.is_empty() {
+                return Ok(());
+            }
+            if started.elapsed() >= timeout {
+                let report: Vec<String> = lagging
+                    .iter()
+                    .map(|(node, lag)| {
+                        format!(
+                            "{node} lacks endpoints for {:?} and routes to {:?}",
+                            lag.endpoints, lag.routes
+                        )
+                    })
+                    .collect();
+                bail!(
+                    "the agents did not program every pod within {timeout:?}: {}; see the agent logs in {}",
+                    report.join("; "),
+                    self.state_dir().display()
+                );
+            }
+            sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn lagging_nodes(&self) -> Result<Vec<(String, Lagging)>> {
+        let all: Vec<Ipv4Addr> = self.state.pods.iter().map(|p| p.ip).collect();
+        let mut lagging = Vec::new();
+        for node in &self.state.nodes {
+            let local: Vec<Ipv4Addr> = self
+                .state
+                .pods
+                .iter()
+                .filter(|p| p.node == node.name)
+                .map(|p| p.ip)
+                .collect();
+            let endpoints = self.bpf_json(&node.name, "endpoints")?;
+            let routes = self.bpf_json(&node.name, "routes")?;
+            let parse =
+                |what: &str, err: String| anyhow!("tortiectl bpf {what} on {}: {err}", node.name);
+            let lag = convergence::lagging(
+                &convergence::endpoint_addresses(&endpoints).map_err(|e| parse("endpoints", e))?,
+                &convergence::route_prefixes(&routes).map_err(|e| parse("routes", e))?,
+                &local,
+                &all,
+            );
+            if !lag.is_empty() {
+                lagging.push((node.name.clone(), lag));
+            }
+        }
+        Ok(lagging)
+    }
+
+    /// `tortiectl bpf <what> -o json` on `node`. Before the agent has pinned its maps this
+    /// prints an empty list, so that a node that is still starting counts as lagging.
+    fn bpf_json(&self, node: &str, what: &str) -> Result<String> {
+        let tortiectl = self.state.artifacts.tortiectl_bin();
+        let tortiectl = tortiectl.to_string_lossy();
+        let output = self.exec(node, &[&tortiectl, "bpf", what, "-o", "json"])?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            Ok("[]".to_owned())
+        }
+    }
+
+    /// Deletes pod `name` (or `namespace/name`) through `tortie-cni` DEL and removes its
+    /// namespace.
+    pub fn delete_pod(&mut self, name: &str) -> Result<()> {
+        self.require_etcd("deleting a pod")?;
+        let pod = self.pod_or_err(name)?.clone();
+        let node = self.node_of(&pod)?.clone();
+        control_plane::delete_pod(&self.state.name, &self.state.artifacts, &node, &pod)?;
+        self.state
+            .pods
+            .retain(|p| !(p.name == pod.name && p.namespace == pod.namespace));
+        self.state.save()?;
+        Ok(())
     }
 
     /// Creates or replaces the namespace record `name` with `labels` (plus the
@@ -111,9 +211,13 @@ impl Lab {
     pub fn delete_yaml(&self, file_name: &str, yaml: &str) -> Result<()> {
         self.require_etcd("deleting resources")?;
         let saved = self.state_dir().join(file_name);
-        std::fs::write(&saved, yaml).with_context(|| format!("writing {}", saved.display()))?;
-        let file = saved.display().to_string();
-        self.tortiectl_checked(&["delete", "-f", &file])
+        control_plane::tortiectl_file(
+            &self.state.name,
+            &self.state.artifacts,
+            "delete",
+            yaml,
+            &saved,
+        )
     }
 
     /// Relabels pod `namespace/name` with `tortiectl label pod` (which relabels its
@@ -124,10 +228,7 @@ impl Lab {
         set: &BTreeMap<String, String>,
         remove: &[String],
     ) -> Result<()> {
-        let pod = self
-            .pod(key)
-            .cloned()
-            .ok_or_else(|| anyhow!("lab {} has no pod {key}", self.state.name))?;
+        let pod = self.pod_or_err(key)?.clone();
         let remove: Vec<String> = remove
             .iter()
             .filter(|k| pod.labels.contains_key(*k))
@@ -177,28 +278,18 @@ impl Lab {
         args.extend(remove.iter().map(|k| format!("{k}-")));
         args.push("--overwrite".into());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.tortiectl_checked(&args)
-    }
-
-    fn tortiectl_checked(&self, args: &[&str]) -> Result<()> {
-        let output = self.tortiectl(args)?;
-        if !output.status.success() {
-            bail!(
-                "tortiectl {} failed: {}{}",
-                args.join(" "),
-                String::from_utf8_lossy(&output.stderr),
-                String::from_utf8_lossy(&output.stdout)
-            );
-        }
-        Ok(())
+        self.require_etcd("tortiectl")?;
+        control_plane::tortiectl_checked(
+            &self.state.artifacts,
+            &spec::fabric_netns(&self.state.name),
+            &args,
+        )
     }
 
     /// Starts `tortie-probe serve` in pod `key` on its declared ports and waits until it
     /// listens. The server runs until the lab goes down.
     pub fn serve_probes(&self, key: &str) -> Result<()> {
-        let pod = self
-            .pod(key)
-            .ok_or_else(|| anyhow!("lab {} has no pod {key}", self.state.name))?;
+        let pod = self.pod_or_err(key)?;
         let args = serve_args(&pod.ports)?;
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let bin = self.state.artifacts.probe_bin();
@@ -245,9 +336,7 @@ impl Lab {
             if targets.is_empty() {
                 continue;
             }
-            let pod = self
-                .pod(key)
-                .ok_or_else(|| anyhow!("lab {} has no pod {key}", self.state.name))?;
+            let pod = self.pod_or_err(key)?;
             let mut args = vec![
                 "connect".to_owned(),
                 "--timeout-ms".into(),

@@ -82,11 +82,10 @@ pub fn rule_hit_rows(sums: &[u64], all: bool) -> Vec<RuleHitRow> {
 pub fn rule_hits_table(rows: &[RuleHitRow]) -> Table {
     let mut table = Table::new(&["RULE", "HITS"]);
     for row in rows {
-        let rule = match row.name {
-            Some(name) => format!("{} ({name})", row.rule),
-            None => row.rule.to_string(),
-        };
-        table.push(vec![rule, row.hits.to_string()]);
+        table.push(vec![
+            super::policy::rule_cell(row.rule, row.name),
+            row.hits.to_string(),
+        ]);
     }
     table
 }

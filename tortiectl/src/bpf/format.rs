@@ -3,6 +3,7 @@
 use std::net::Ipv4Addr;
 
 use bpf_maps::policy::{IDENTITY_HOST, IDENTITY_REMOTE_HOST, IDENTITY_WORLD};
+use ipnet::Ipv4Net;
 
 /// IP protocol numbers the dataplane handles by name.
 pub const IPPROTO_ICMP: u8 = 1;
@@ -14,6 +15,11 @@ pub const IPPROTO_UDP: u8 = 17;
 /// An IPv4 address stored in network byte order.
 pub fn ipv4(bytes: [u8; 4]) -> Ipv4Addr {
     Ipv4Addr::from(bytes)
+}
+
+/// An LPM key's address and prefix length as a prefix (the length clamped to 32).
+pub fn prefix(addr: [u8; 4], prefix_len: u32) -> Ipv4Net {
+    Ipv4Net::new(ipv4(addr), prefix_len.min(32) as u8).unwrap_or_default()
 }
 
 /// A port stored in network byte order, as a number.

@@ -12,7 +12,10 @@ use aya::{
     maps::{Map, MapData, MapError},
     sys::SyscallError,
 };
-use bpf_maps::{pins, MAP_LAYOUT_VERSION};
+use bpf_maps::{
+    pins::{self, maps_dir},
+    MAP_LAYOUT_VERSION,
+};
 
 const HINT: &str = "is tortie-agent running on this node? pass --pin-root or set TORTIE_PIN_ROOT";
 
@@ -209,13 +212,6 @@ impl PinnedMaps {
         })?;
         Ok((typed, opened.max_entries))
     }
-}
-
-/// `<pin root>/maps/v<MAP_LAYOUT_VERSION>`.
-pub fn maps_dir(pin_root: &Path) -> PathBuf {
-    pin_root
-        .join(pins::MAPS_DIR)
-        .join(format!("v{MAP_LAYOUT_VERSION}"))
 }
 
 /// Wraps a read error of map `name`.

@@ -17,7 +17,6 @@ pub mod table;
 use std::{
     collections::{BTreeMap, HashMap as StdHashMap},
     hash::Hash,
-    net::Ipv4Addr,
     path::PathBuf,
 };
 
@@ -33,7 +32,6 @@ use bpf_maps::{
     IfaceKey, IfaceValue, NatKey, NatValue, RouteAddr, RouteValue,
 };
 use clap::{Args, Subcommand, ValueEnum};
-use ipnet::Ipv4Net;
 use serde::Serialize;
 
 use self::{
@@ -275,9 +273,7 @@ fn read_routes(maps: &PinnedMaps) -> Result<Vec<routes::RouteRow>, BpfError> {
     let mut entries = Vec::new();
     for entry in trie.iter() {
         let (key, value) = entry.map_err(read_error(map_names::ROUTES))?;
-        let prefix = Ipv4Net::new(Ipv4Addr::from(key.data()), key.prefix_len().min(32) as u8)
-            .unwrap_or_default();
-        entries.push((prefix, value));
+        entries.push((format::prefix(key.data(), key.prefix_len()), value));
     }
     entries.sort_by_key(|(prefix, _)| *prefix);
     Ok(entries
@@ -325,16 +321,17 @@ fn read_policy(maps: &PinnedMaps, endpoint: Option<u32>) -> Result<Vec<policy::P
     }
     let (hits_map, rule_slots) =
         maps.open_typed::<PerCpuArray<MapData, u64>>(map_names::RULE_HITS, "per-CPU array")?;
-    let mut hits: BTreeMap<u32, Option<u64>> = BTreeMap::new();
+    // One read per rule the entries name, not per entry.
+    let mut hits: BTreeMap<u32, u64> = BTreeMap::new();
     for (_, _, value) in &raw {
         if value.rule < rule_slots && !hits.contains_key(&value.rule) {
             let per_cpu = hits_map
                 .get(&value.rule, 0)
                 .map_err(read_error(map_names::RULE_HITS))?;
-            hits.insert(value.rule, Some(per_cpu.iter().sum()));
+            hits.insert(value.rule, per_cpu.iter().sum());
         }
     }
-    let hits_of = |rule: u32| hits.get(&rule).copied().flatten();
+    let hits_of = |rule: u32| hits.get(&rule).copied();
     Ok(policy::policy_rows(&raw, endpoint, &ifname, &hits_of))
 }
 
@@ -351,20 +348,14 @@ fn read_per_cpu_sums(maps: &PinnedMaps, name: &'static str) -> Result<Vec<u64>, 
         .collect()
 }
 
-/// Every entry of a hash map, deduplicated. The walk is bounded: entries the programs delete
-/// or evict under it make the kernel restart it from the first bucket.
+/// Every entry of a hash map, deduplicated ([`bpf_maps::user::snapshot`]: a walk bounded by
+/// `capacity`, as the programs may delete or evict entries under it).
 fn snapshot<K: Pod + Eq + Hash, V: Pod>(
     map: &HashMap<MapData, K, V>,
     capacity: u32,
     name: &'static str,
 ) -> Result<StdHashMap<K, V>, BpfError> {
-    let budget = (capacity as usize).saturating_mul(2).max(64);
-    let mut entries = StdHashMap::new();
-    for entry in map.iter().take(budget) {
-        let (key, value) = entry.map_err(read_error(name))?;
-        entries.insert(key, value);
-    }
-    Ok(entries)
+    bpf_maps::user::snapshot(map, capacity).map_err(read_error(name))
 }
 
 /// Deletes every conntrack entry; keys are collected first because deleting under the walk

@@ -82,42 +82,40 @@ mod tests {
 
     const SEC: u64 = 1_000_000_000;
 
+    /// A key; ports in host order.
+    fn key(src: [u8; 4], src_port: u16, dst: [u8; 4], dst_port: u16, protocol: u8) -> NatKey {
+        NatKey {
+            src,
+            dst,
+            src_port: src_port.to_be(),
+            dst_port: dst_port.to_be(),
+            protocol,
+            _pad: [0; 3],
+        }
+    }
+
+    /// A value; the port in host order.
+    fn value(addr: [u8; 4], port: u16, flags: u16, last_seen_ns: u64) -> NatValue {
+        NatValue {
+            addr,
+            port: port.to_be(),
+            flags,
+            last_seen_ns,
+        }
+    }
+
     #[test]
     fn both_directions_of_a_tcp_flow() {
-        let out_key = NatKey {
-            src: [10, 65, 0, 5],
-            dst: [1, 1, 1, 1],
-            src_port: 40000u16.to_be(),
-            dst_port: 443u16.to_be(),
-            protocol: 6,
-            _pad: [0; 3],
-        };
-        let out_value = NatValue {
-            addr: [192, 168, 0, 10],
-            port: 61000u16.to_be(),
-            flags: nat_flags::OUTBOUND,
-            last_seen_ns: 90 * SEC,
-        };
+        let out_key = key([10, 65, 0, 5], 40000, [1, 1, 1, 1], 443, 6);
+        let out_value = value([192, 168, 0, 10], 61000, nat_flags::OUTBOUND, 90 * SEC);
         let row = NatRow::new(&out_key, &out_value, 100 * SEC);
         assert_eq!(row.direction, "outbound");
         assert_eq!(row.matches, "10.65.0.5:40000 → 1.1.1.1:443");
         assert_eq!(row.rewrite, "src 192.168.0.10:61000");
         assert_eq!(row.idle_seconds, 10);
 
-        let in_key = NatKey {
-            src: [1, 1, 1, 1],
-            dst: [192, 168, 0, 10],
-            src_port: 443u16.to_be(),
-            dst_port: 61000u16.to_be(),
-            protocol: 6,
-            _pad: [0; 3],
-        };
-        let in_value = NatValue {
-            addr: [10, 65, 0, 5],
-            port: 40000u16.to_be(),
-            flags: nat_flags::INBOUND,
-            last_seen_ns: 100 * SEC,
-        };
+        let in_key = key([1, 1, 1, 1], 443, [192, 168, 0, 10], 61000, 6);
+        let in_value = value([10, 65, 0, 5], 40000, nat_flags::INBOUND, 100 * SEC);
         let row = NatRow::new(&in_key, &in_value, 100 * SEC);
         assert_eq!(row.direction, "inbound");
         assert_eq!(row.rewrite, "dst 10.65.0.5:40000");
@@ -132,20 +130,8 @@ mod tests {
 
     #[test]
     fn icmp_shows_echo_identifiers() {
-        let key = NatKey {
-            src: [10, 65, 0, 5],
-            dst: [8, 8, 8, 8],
-            src_port: 77u16.to_be(),
-            dst_port: 0,
-            protocol: 1,
-            _pad: [0; 3],
-        };
-        let value = NatValue {
-            addr: [192, 168, 0, 10],
-            port: 61001u16.to_be(),
-            flags: nat_flags::OUTBOUND,
-            last_seen_ns: 0,
-        };
+        let key = key([10, 65, 0, 5], 77, [8, 8, 8, 8], 0, 1);
+        let value = value([192, 168, 0, 10], 61001, nat_flags::OUTBOUND, 0);
         let row = NatRow::new(&key, &value, 0);
         assert_eq!(row.matches, "10.65.0.5 id 77 → 8.8.8.8");
         assert_eq!(row.rewrite, "src 192.168.0.10 id 61001");

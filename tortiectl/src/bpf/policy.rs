@@ -1,6 +1,6 @@
 //! `bpf ipcache` and `bpf policy`: peer identities and the compiled policy verdicts.
 
-use std::{collections::BTreeMap, net::Ipv4Addr};
+use std::collections::BTreeMap;
 
 use bpf_maps::policy::{
     direction, verdict, PolicyKey, PolicyValue, POLICY_PREFIX_ANY_PORT, POLICY_PREFIX_ANY_PROTOCOL,
@@ -10,7 +10,7 @@ use ipnet::Ipv4Net;
 use serde::Serialize;
 
 use super::{
-    format::{identity_cell, protocol_name, reserved_identity, IPPROTO_ICMP},
+    format::{identity_cell, or_dash, prefix, protocol_name, reserved_identity, IPPROTO_ICMP},
     routes::iface_cell,
     table::Table,
 };
@@ -30,8 +30,7 @@ impl IpCacheRow {
     /// Decodes one entry (`prefix_len` is clamped to 32).
     pub fn new(addr: [u8; 4], prefix_len: u32, identity: u32) -> Self {
         Self {
-            prefix: Ipv4Net::new(Ipv4Addr::from(addr), prefix_len.min(32) as u8)
-                .unwrap_or_default(),
+            prefix: prefix(addr, prefix_len),
             identity,
             identity_name: reserved_identity(identity),
         }
@@ -191,6 +190,14 @@ pub fn builtin_rule_name(rule: u32) -> Option<&'static str> {
     }
 }
 
+/// A rule for a table cell: `0 (default-deny)`, or the index.
+pub fn rule_cell(rule: u32, name: Option<&str>) -> String {
+    match name {
+        Some(name) => format!("{rule} ({name})"),
+        None => rule.to_string(),
+    }
+}
+
 /// Decodes `raw` entries (`(prefix_len, key, value)`), keeping those of `endpoint` when
 /// given, sorted by endpoint, direction, identity, protocol, then port.
 pub fn policy_rows(
@@ -240,10 +247,6 @@ pub fn policy_table(rows: &[PolicyRow]) -> Table {
         "HITS",
     ]);
     for row in rows {
-        let rule = match row.rule_name {
-            Some(name) => format!("{} ({name})", row.rule),
-            None => row.rule.to_string(),
-        };
         table.push(vec![
             iface_cell(Some(row.endpoint), row.iface.as_deref()),
             row.direction.clone(),
@@ -251,8 +254,8 @@ pub fn policy_table(rows: &[PolicyRow]) -> Table {
             row.protocol.clone(),
             row.ports.clone(),
             row.verdict.clone(),
-            rule,
-            row.rule_hits.map_or_else(|| "-".into(), |h| h.to_string()),
+            rule_cell(row.rule, row.rule_name),
+            or_dash(row.rule_hits),
         ]);
     }
     table

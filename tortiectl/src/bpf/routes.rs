@@ -24,11 +24,11 @@ pub const ROUTE_FLAG_NAMES: [(u32, &str); 9] = [
     (route_flags::NAT_OUTGOING, "nat-outgoing"),
 ];
 
-/// Interface flag names, in bit order (`has-ipv4` only says the address column is valid).
-pub const IFACE_FLAG_NAMES: [(u32, &str); 5] = [
+/// Interface flag names, in bit order. `HAS_IPV4` has none: it only says the address is
+/// valid, which the address column shows.
+pub const IFACE_FLAG_NAMES: [(u32, &str); 4] = [
     (iface_flags::WORKLOAD, "workload"),
     (iface_flags::HOST_UPLINK, "uplink"),
-    (iface_flags::HAS_IPV4, "has-ipv4"),
     (iface_flags::POLICED_INGRESS, "policed-ingress"),
     (iface_flags::POLICED_EGRESS, "policed-egress"),
 ];
