@@ -16,7 +16,7 @@ pub mod policy;
 pub use counters::{Counter, COUNTER_SLOTS};
 
 /// Bumped whenever a key or value below changes size or meaning.
-pub const MAP_LAYOUT_VERSION: u32 = 3;
+pub const MAP_LAYOUT_VERSION: u32 = 4;
 
 /// Map names, as defined in the eBPF object and pinned on bpffs (at most 15 bytes: the kernel's
 /// `BPF_OBJ_NAME_LEN` minus the NUL).
@@ -31,10 +31,19 @@ pub mod map_names {
     pub const CONFIG: &str = "TORTIE_CONFIG";
     /// LRU hash: [`crate::NatKey`] → [`crate::NatValue`], both directions of natOutgoing flows.
     pub const NAT: &str = "TORTIE_NAT";
-    /// LPM trie: address prefix → [`crate::policy::IpCacheValue`] (the peer's identity).
+    /// LPM trie: address prefix shorter than /32 → [`crate::policy::IpCacheValue`] (the
+    /// identity of a policy CIDR's addresses).
     pub const IPCACHE: &str = "TORTIE_IPCACHE";
-    /// LPM trie: [`crate::policy::PolicyKey`] → [`crate::policy::PolicyValue`].
+    /// Hash: single address (pod, node) → [`crate::policy::IpCacheValue`]; looked up before
+    /// [`IPCACHE`], whose /32s it holds instead.
+    pub const IPCACHE_ADDRS: &str = "TORTIE_IPC_ADDR";
+    /// LPM trie: [`crate::policy::PolicyKey`] prefix shorter than
+    /// [`crate::policy::POLICY_PREFIX_FULL`] → [`crate::policy::PolicyValue`] (any protocol,
+    /// any port, port ranges).
     pub const POLICY: &str = "TORTIE_POLICY";
+    /// Hash: full [`crate::policy::PolicyKey`] → [`crate::policy::PolicyValue`]; looked up
+    /// before [`POLICY`], whose full-length entries it holds instead.
+    pub const POLICY_EXACT: &str = "TORTIE_POLEXACT";
     /// LRU hash: [`crate::policy::CtKey`] → [`crate::policy::CtValue`].
     pub const CONNTRACK: &str = "TORTIE_CT";
     /// LRU hash: [`crate::policy::FragmentKey`] → [`crate::policy::FragmentValue`].
@@ -43,8 +52,19 @@ pub mod map_names {
     /// [`crate::policy::PolicyValue::rule`].
     pub const RULE_HITS: &str = "TORTIE_RULEHITS";
     /// Every map the agent pins, in creation order.
-    pub const ALL: [&str; 10] = [
-        ROUTES, IFACES, COUNTERS, CONFIG, NAT, IPCACHE, POLICY, CONNTRACK, FRAGMENTS, RULE_HITS,
+    pub const ALL: [&str; 12] = [
+        ROUTES,
+        IFACES,
+        COUNTERS,
+        CONFIG,
+        NAT,
+        IPCACHE,
+        IPCACHE_ADDRS,
+        POLICY,
+        POLICY_EXACT,
+        CONNTRACK,
+        FRAGMENTS,
+        RULE_HITS,
     ];
 }
 
@@ -70,10 +90,15 @@ pub mod capacity {
     pub const IFACES: u32 = 1 << 14;
     /// natOutgoing flows (two entries each).
     pub const NAT: u32 = 1 << 16;
-    /// Pod addresses and policy CIDRs.
+    /// Policy CIDRs (and their `except` holes).
     pub const IPCACHE: u32 = 1 << 18;
-    /// Compiled policy entries (endpoint × direction × identity × protocol/port block).
+    /// Pod and node addresses.
+    pub const IPCACHE_ADDRS: u32 = 1 << 18;
+    /// Compiled policy entries for any protocol, any port or a port range block.
     pub const POLICY: u32 = 1 << 20;
+    /// Compiled policy entries for one protocol and port (endpoint × direction × identity ×
+    /// protocol × port).
+    pub const POLICY_EXACT: u32 = 1 << 20;
     /// Tracked connections.
     pub const CONNTRACK: u32 = 1 << 19;
     /// Fragmented datagrams in flight.

@@ -1,11 +1,18 @@
 //! Network policy and connection tracking maps.
 //!
 //! Userspace compiles every policy that applies to a local endpoint into exact verdicts, so
-//! the programs never walk rules: a new flow costs one lookup of the peer's *identity* in
-//! [`crate::map_names::IPCACHE`] (an LPM trie of pod /32s and policy CIDRs) and one lookup of
-//! `(endpoint, direction, identity, protocol, port)` in [`crate::map_names::POLICY`] (an LPM
-//! trie whose prefix length expresses "any port" or "any protocol"). Both are independent of
-//! the number of rules. Established flows skip even that: one lookup in
+//! the programs never walk rules: a new flow costs one lookup of the peer's *identity* and
+//! one lookup of `(endpoint, direction, identity, protocol, port)`.
+//!
+//! Each of the two is split in an exact part and a prefix part, so that what is common stays
+//! constant-time however many rules and CIDRs there are. The identity of a pod or node
+//! address comes from [`crate::map_names::IPCACHE_ADDRS`] (a hash); only an address not found
+//! there is looked up in [`crate::map_names::IPCACHE`], the LPM trie of policy CIDRs. A rule
+//! naming one protocol and port has its verdict in [`crate::map_names::POLICY_EXACT`] (a
+//! hash); only when that misses does the program consult [`crate::map_names::POLICY`], the
+//! LPM trie whose prefix length expresses "any port", "any protocol" or a block of a port
+//! range. Both splits keep longest-prefix semantics: the exact entry is the longest prefix
+//! there can be. Established flows skip even that: one lookup in
 //! [`crate::map_names::CONNTRACK`].
 
 /// Identity of an address no IP cache entry covers (outside every pod and policy CIDR).

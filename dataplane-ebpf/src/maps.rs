@@ -2,6 +2,7 @@
 //! the agent sets the real capacities at load time.
 
 use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
     btf_maps::{lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
     macros::btf_map,
 };
@@ -34,8 +35,26 @@ pub static TORTIE_IPCACHE: LpmTrie<RouteAddr, IpCacheValue, { capacity::IPCACHE 
     LpmTrie::new();
 
 #[btf_map]
+pub static TORTIE_IPC_ADDR: HashMap<
+    RouteAddr,
+    IpCacheValue,
+    { capacity::IPCACHE_ADDRS as usize },
+    { BPF_F_NO_PREALLOC as usize },
+> = HashMap::new();
+
+#[btf_map]
 pub static TORTIE_POLICY: LpmTrie<PolicyKey, PolicyValue, { capacity::POLICY as usize }> =
     LpmTrie::new();
+
+// Not preallocated: like the LPM tries it pairs with, it costs memory per entry in use, not
+// per entry it could hold.
+#[btf_map]
+pub static TORTIE_POLEXACT: HashMap<
+    PolicyKey,
+    PolicyValue,
+    { capacity::POLICY_EXACT as usize },
+    { BPF_F_NO_PREALLOC as usize },
+> = HashMap::new();
 
 #[btf_map]
 pub static TORTIE_CT: LruHashMap<CtKey, CtValue, { capacity::CONNTRACK as usize }> =

@@ -3,7 +3,8 @@
 //! A flow is judged on this node by the policies of the endpoints on this node that it
 //! touches: the egress policy of its source when the source is a local pod, and the ingress
 //! policy of its destination when the destination is a local pod. Each judgement is one IP
-//! cache lookup (the peer's identity) and one policy lookup; userspace has already resolved
+//! cache lookup (the peer's identity) and one policy lookup, each a hash lookup first and a
+//! prefix-trie lookup only when that misses (see `bpf_maps::policy`); userspace has resolved
 //! rule order, Pass, profiles and defaults into the entries, so the cost does not depend on
 //! how many rules there are. Traffic to and from this node's own addresses is always allowed,
 //! as Kubernetes requires for probes.
@@ -12,8 +13,8 @@ use aya_ebpf::{btf_maps::lpm_trie::Key, programs::TcContext};
 use bpf_maps::{
     iface_flags,
     policy::{
-        direction, verdict, PolicyKey, IDENTITY_HOST, IDENTITY_WORLD, POLICY_PREFIX_FULL,
-        RULE_DEFAULT_DENY,
+        direction, verdict, PolicyKey, PolicyValue, IDENTITY_HOST, IDENTITY_WORLD,
+        POLICY_PREFIX_FULL, RULE_DEFAULT_DENY,
     },
     route_flags, Counter, NodeConfig,
 };
@@ -22,7 +23,10 @@ use crate::{
     conntrack,
     flow::{self, Flow},
     headers::IPPROTO_ICMP,
-    maps::{count, count_rule, iface_lookup, route_lookup, TORTIE_IPCACHE, TORTIE_POLICY},
+    maps::{
+        count, count_rule, iface_lookup, route_lookup, TORTIE_IPCACHE, TORTIE_IPC_ADDR,
+        TORTIE_POLEXACT, TORTIE_POLICY,
+    },
 };
 
 /// Lets a packet's flow through, or says why not. Tracked flows pass after a state update
@@ -99,9 +103,7 @@ fn policed_local_workload(addr: [u8; 4], flag: u32) -> Option<u32> {
 /// One endpoint's verdict on a flow with `peer`.
 #[inline(always)]
 fn judge(endpoint: u32, dir: u8, peer: [u8; 4], flow: &Flow) -> Result<(), ()> {
-    let identity = TORTIE_IPCACHE
-        .get(&Key::new(32, peer))
-        .map_or(IDENTITY_WORLD, |entry| entry.identity);
+    let identity = identity_of(peer);
     if identity == IDENTITY_HOST {
         return Ok(());
     }
@@ -112,7 +114,7 @@ fn judge(endpoint: u32, dir: u8, peer: [u8; 4], flow: &Flow) -> Result<(), ()> {
         protocol: flow.protocol,
         port: flow.policy_port.to_be_bytes(),
     };
-    match TORTIE_POLICY.get(&Key::new(POLICY_PREFIX_FULL, key)) {
+    match policy_entry(&key) {
         Some(entry) => {
             count_rule(entry.rule);
             if entry.verdict == verdict::ALLOW {
@@ -126,4 +128,30 @@ fn judge(endpoint: u32, dir: u8, peer: [u8; 4], flow: &Flow) -> Result<(), ()> {
             Err(())
         }
     }
+}
+
+/// The policy identity of `addr`: a pod's or node's from the exact map, else the identity of
+/// the longest policy CIDR holding it, else "world".
+#[inline(always)]
+fn identity_of(addr: [u8; 4]) -> u32 {
+    // SAFETY: the value is copied out at once; userspace only replaces whole entries.
+    if let Some(entry) = unsafe { TORTIE_IPC_ADDR.get(addr) } {
+        return entry.identity;
+    }
+    TORTIE_IPCACHE
+        .get(&Key::new(32, addr))
+        .map_or(IDENTITY_WORLD, |entry| entry.identity)
+}
+
+/// The verdict entry for a fully specified key: an exact protocol-and-port entry when there
+/// is one (the longest prefix possible), else the longest wildcard or port-range entry.
+#[inline(always)]
+fn policy_entry(key: &PolicyKey) -> Option<PolicyValue> {
+    // SAFETY: as in `identity_of`.
+    if let Some(entry) = unsafe { TORTIE_POLEXACT.get(key) } {
+        return Some(*entry);
+    }
+    TORTIE_POLICY
+        .get(&Key::new(POLICY_PREFIX_FULL, *key))
+        .copied()
 }

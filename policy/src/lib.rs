@@ -3,12 +3,14 @@
 //!
 //! # What the programs do with the output
 //!
-//! 1. Look the peer's address up in the IP cache (`TORTIE_IPCACHE`, an LPM trie): its
-//!    *identity*. No match is [`bpf_maps::policy::IDENTITY_WORLD`].
+//! 1. Look the peer's address up in the IP cache (`/32`s in the `TORTIE_IPC_ADDR` hash, CIDRs
+//!    in the `TORTIE_IPCACHE` LPM trie): its *identity*. No match is
+//!    [`bpf_maps::policy::IDENTITY_WORLD`].
 //!    [`bpf_maps::policy::IDENTITY_HOST`] (this node) is always allowed.
 //! 2. If policy applies to the local endpoint in that direction (the `POLICED_*` interface
 //!    flags, [`CompiledPolicy::policed`]), look up `(endpoint, direction, identity,
-//!    protocol, port)` in `TORTIE_POLICY` (an LPM trie); no entry is a deny.
+//!    protocol, port)` (full keys in the `TORTIE_POLEXACT` hash, wildcard and port-range
+//!    prefixes in the `TORTIE_POLICY` LPM trie); no entry is a deny.
 //!
 //! # Identities
 //!

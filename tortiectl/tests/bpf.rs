@@ -222,14 +222,33 @@ fn populate(root: &ScratchPinRoot, now_ns: u64) -> u64 {
 
     let mut ipcache =
         LpmTrie::<MapData, [u8; 4], IpCacheValue>::create(16, NO_PREALLOC).expect("ipcache");
-    for (len, addr, identity) in [(0, [0, 0, 0, 0], 1), (32, [10, 65, 0, 5], 300)] {
-        ipcache
-            .insert(&Key::new(len, addr), IpCacheValue { identity, flags: 0 }, 0)
-            .expect("ipcache entry");
-    }
+    ipcache
+        .insert(
+            &Key::new(0, [0, 0, 0, 0]),
+            IpCacheValue {
+                identity: 1,
+                flags: 0,
+            },
+            0,
+        )
+        .expect("ipcache entry");
     ipcache
         .pin(root.pin(map_names::IPCACHE))
         .expect("pin ipcache");
+    let mut addrs = HashMap::<MapData, [u8; 4], IpCacheValue>::create(16, 0).expect("addresses");
+    addrs
+        .insert(
+            [10, 65, 0, 5],
+            IpCacheValue {
+                identity: 300,
+                flags: 0,
+            },
+            0,
+        )
+        .expect("address entry");
+    addrs
+        .pin(root.pin(map_names::IPCACHE_ADDRS))
+        .expect("pin addresses");
 
     let mut policy =
         LpmTrie::<MapData, PolicyKey, PolicyValue>::create(16, NO_PREALLOC).expect("policy");
@@ -252,6 +271,10 @@ fn populate(root: &ScratchPinRoot, now_ns: u64) -> u64 {
         )
         .expect("policy entry");
     policy.pin(root.pin(map_names::POLICY)).expect("pin policy");
+    let exact = HashMap::<MapData, PolicyKey, PolicyValue>::create(16, 0).expect("exact policy");
+    exact
+        .pin(root.pin(map_names::POLICY_EXACT))
+        .expect("pin exact policy");
 
     let mut hits = PerCpuArray::<MapData, u64>::create(64, 0).expect("rule hits");
     hits.set(20, per_cpu(7), 0).expect("hits");

@@ -44,6 +44,27 @@ pub struct BenchArgs {
     /// Where REPORT.md, results.json and results.csv go.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
+    /// Run only these sections (repeat or comma-separate; default: all). The report then
+    /// holds only what ran.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Section>,
+}
+
+/// A part of the report that can be run on its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Section {
+    /// Forwarding paths by route count (BPF_PROG_TEST_RUN).
+    Programs,
+    /// New-flow verdicts by rule count, established flows by conntrack size.
+    Policy,
+    /// CNI ADD/DEL latency and time to the first forwarded packet.
+    ControlPlane,
+}
+
+impl BenchArgs {
+    fn runs(&self, section: Section) -> bool {
+        self.only.is_empty() || self.only.contains(&section)
+    }
 }
 
 /// One forwarding path to measure.
@@ -297,19 +318,33 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let route_counts = [10usize, 1_000, 100_000];
     let mut figures = Vec::new();
     for case in cases() {
+        // The floor is every table's reference, so it is measured whatever else runs.
+        if !args.runs(Section::Programs) && case.name != FLOOR_CASE {
+            continue;
+        }
         for routes in route_counts {
             eprintln!("==> {} with {routes} routes", case.name);
             figures.push(measure(&case, routes, object, args.quick)?);
         }
     }
-    let policy = crate::policy_bench::run(object, args.quick)?;
+    let policy = if args.runs(Section::Policy) {
+        Some(crate::policy_bench::run(object, args.quick)?)
+    } else {
+        None
+    };
     // The control plane runs as it would on a node: agent, etcd and CNI calls on every CPU.
     restore_affinity(&affinity)?;
     let cni_pods = if args.quick { 20 } else { 200 };
-    eprintln!("==> control plane: {cni_pods} sequential CNI ADDs");
-    let cni = cni_bench::run(&artifacts, cni_pods)?;
-    let mut report = render(&figures, &route_counts, args.quick, &policy);
-    report.push_str(&cni_bench::render(&cni, cni_pods));
+    let cni = if args.runs(Section::ControlPlane) {
+        eprintln!("==> control plane: {cni_pods} sequential CNI ADDs");
+        Some(cni_bench::run(&artifacts, cni_pods)?)
+    } else {
+        None
+    };
+    let mut report = render(&figures, &route_counts, args.quick, policy.as_ref());
+    if let Some(cni) = &cni {
+        report.push_str(&cni_bench::render(cni, cni_pods));
+    }
     let out = if args.out.is_absolute() {
         args.out.clone()
     } else {
@@ -326,8 +361,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }))?,
     )?;
     std::fs::write(out.join("results.csv"), csv(&figures))?;
-    std::fs::write(out.join("policy.csv"), crate::policy_bench::csv(&policy))?;
-    std::fs::write(out.join("control_plane.csv"), cni_bench::csv(&cni))?;
+    if let Some(policy) = &policy {
+        std::fs::write(out.join("policy.csv"), crate::policy_bench::csv(policy))?;
+    }
+    if let Some(cni) = &cni {
+        std::fs::write(out.join("control_plane.csv"), cni_bench::csv(cni))?;
+    }
     println!("{report}");
     eprintln!("report written to {}", out.join("REPORT.md").display());
     Ok(())
@@ -364,7 +403,7 @@ fn render(
     figures: &[Figure],
     route_counts: &[usize],
     quick: bool,
-    policy: &crate::policy_bench::PolicyResults,
+    policy: Option<&crate::policy_bench::PolicyResults>,
 ) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# tortie benchmark report\n");
@@ -411,6 +450,8 @@ fn render(
         .iter()
         .find(|f| f.path == FLOOR_CASE)
         .map(|f| f.spread.median_ns);
-    out.push_str(&crate::policy_bench::render(policy, floor));
+    if let Some(policy) = policy {
+        out.push_str(&crate::policy_bench::render(policy, floor));
+    }
     out
 }

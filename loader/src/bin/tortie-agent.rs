@@ -92,6 +92,14 @@ struct RunArgs {
     /// Capacity of the interface map (applies when the map is first created).
     #[arg(long, default_value_t = bpf_maps::capacity::IFACES)]
     max_ifaces: u32,
+    /// Capacity of the exact policy map: one entry per local endpoint, direction, peer
+    /// identity and protocol/port its policies name (applies when the map is first created).
+    #[arg(long, default_value_t = bpf_maps::capacity::POLICY_EXACT)]
+    max_policy_entries: u32,
+    /// Capacity of the IP cache's address map: every pod and node address in the cluster
+    /// (applies when the map is first created).
+    #[arg(long, default_value_t = bpf_maps::capacity::IPCACHE_ADDRS)]
+    max_ipcache_addresses: u32,
     /// Seconds between re-reads of the inputs and re-checks of the dataplane.
     #[arg(long, default_value_t = 1.0)]
     resync_seconds: f64,
@@ -142,6 +150,8 @@ fn main() -> std::process::ExitCode {
                     capacities: Capacities {
                         routes: args.max_routes,
                         ifaces: args.max_ifaces,
+                        policy_exact: args.max_policy_entries,
+                        ipcache_addrs: args.max_ipcache_addresses,
                     },
                     resync_interval: Duration::from_secs_f64(args.resync_seconds.max(0.05)),
                 })

@@ -20,6 +20,21 @@ pub struct Capacities {
     pub routes: u32,
     /// Entries of the interface map.
     pub ifaces: u32,
+    /// Entries of the exact policy map.
+    pub policy_exact: u32,
+    /// Entries of the IP cache's address map.
+    pub ipcache_addrs: u32,
+}
+
+impl Default for Capacities {
+    fn default() -> Self {
+        Self {
+            routes: bpf_maps::capacity::ROUTES,
+            ifaces: bpf_maps::capacity::IFACES,
+            policy_exact: bpf_maps::capacity::POLICY_EXACT,
+            ipcache_addrs: bpf_maps::capacity::IPCACHE_ADDRS,
+        }
+    }
 }
 
 /// Directory holding the maps of the current layout version (shared with `tortiectl`).
@@ -61,7 +76,9 @@ pub fn load_dataplane(object: &Path, pin_root: &Path, capacities: Capacities) ->
     let mut loader = EbpfLoader::new();
     loader
         .map_max_entries(map_names::ROUTES, capacities.routes)
-        .map_max_entries(map_names::IFACES, capacities.ifaces);
+        .map_max_entries(map_names::IFACES, capacities.ifaces)
+        .map_max_entries(map_names::POLICY_EXACT, capacities.policy_exact)
+        .map_max_entries(map_names::IPCACHE_ADDRS, capacities.ipcache_addrs);
     for (name, path) in &pin_paths {
         loader.map_pin_path(name, path.as_path());
     }

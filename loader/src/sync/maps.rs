@@ -1,21 +1,22 @@
 //! Bringing the pinned maps to the desired state: diff against what the kernel holds, then
 //! write only the differences, so traffic using unchanged entries is never disturbed.
 
-use std::{collections::BTreeMap, net::Ipv4Addr, sync::Arc};
+use std::{collections::BTreeMap, sync::Arc};
 
 use anyhow::{Context, Result};
 use aya::{
-    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, MapData, MapError, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, MapData, MapError, PerCpuArray},
     Ebpf,
 };
 use bpf_maps::{
     map_names,
-    policy::{IpCacheValue, PolicyKey, PolicyValue},
+    policy::{IpCacheValue, PolicyValue},
     Counter, IfaceKey, IfaceValue, NatKey, NatValue, NodeConfig, RouteAddr, RouteValue,
 };
 use ipnet::Ipv4Net;
 use tortie_policy::OrderedPolicyKey;
 
+use super::policy_maps::{cidr_key, prefix_of, IpCacheMaps, PolicyMaps};
 use crate::calc::{policy::PolicyTables, DesiredState};
 
 /// Counts of what one sync changed.
@@ -34,8 +35,8 @@ pub struct DataplaneMaps {
     counters: PerCpuArray<MapData, u64>,
     config: Array<MapData, NodeConfig>,
     nat: HashMap<MapData, NatKey, NatValue>,
-    ipcache: LpmTrie<MapData, RouteAddr, IpCacheValue>,
-    policy: LpmTrie<MapData, PolicyKey, PolicyValue>,
+    ipcache: IpCacheMaps,
+    policy: PolicyMaps,
     /// The policy tables last written in full; the same tables again need no map reads.
     applied_policy: Option<Arc<PolicyTables>>,
 }
@@ -53,8 +54,14 @@ impl DataplaneMaps {
             counters: PerCpuArray::try_from(take(map_names::COUNTERS)?)?,
             config: Array::try_from(take(map_names::CONFIG)?)?,
             nat: HashMap::try_from(take(map_names::NAT)?)?,
-            ipcache: LpmTrie::try_from(take(map_names::IPCACHE)?)?,
-            policy: LpmTrie::try_from(take(map_names::POLICY)?)?,
+            ipcache: IpCacheMaps {
+                addrs: HashMap::try_from(take(map_names::IPCACHE_ADDRS)?)?,
+                cidrs: LpmTrie::try_from(take(map_names::IPCACHE)?)?,
+            },
+            policy: PolicyMaps {
+                exact: HashMap::try_from(take(map_names::POLICY_EXACT)?)?,
+                prefixes: LpmTrie::try_from(take(map_names::POLICY)?)?,
+            },
             applied_policy: None,
         })
     }
@@ -73,8 +80,14 @@ impl DataplaneMaps {
             counters: PerCpuArray::try_from(open(map_names::COUNTERS)??)?,
             config: Array::try_from(open(map_names::CONFIG)??)?,
             nat: HashMap::try_from(open(map_names::NAT)??)?,
-            ipcache: LpmTrie::try_from(open(map_names::IPCACHE)??)?,
-            policy: LpmTrie::try_from(open(map_names::POLICY)??)?,
+            ipcache: IpCacheMaps {
+                addrs: HashMap::try_from(open(map_names::IPCACHE_ADDRS)??)?,
+                cidrs: LpmTrie::try_from(open(map_names::IPCACHE)??)?,
+            },
+            policy: PolicyMaps {
+                exact: HashMap::try_from(open(map_names::POLICY_EXACT)??)?,
+                prefixes: LpmTrie::try_from(open(map_names::POLICY)??)?,
+            },
             applied_policy: None,
         })
     }
@@ -87,11 +100,11 @@ impl DataplaneMaps {
         // Insert before removing so a prefix moving between entries never falls through.
         for (prefix, value) in &route_diff.upserts {
             self.routes
-                .insert(&route_key(prefix), value, 0)
+                .insert(&cidr_key(prefix), value, 0)
                 .with_context(|| format!("writing route {prefix}"))?;
         }
         for prefix in &route_diff.removals {
-            ignore_missing(self.routes.remove(&route_key(prefix)))
+            ignore_missing(self.routes.remove(&cidr_key(prefix)))
                 .with_context(|| format!("removing route {prefix}"))?;
         }
         stats.written += route_diff.upserts.len();
@@ -116,12 +129,12 @@ impl DataplaneMaps {
         };
         for (prefix, value) in &ipcache_diff.upserts {
             self.ipcache
-                .insert(&route_key(prefix), value, 0)
+                .insert(prefix, value)
                 .with_context(|| format!("writing IP cache entry {prefix}"))?;
         }
         for ((prefix_len, key), value) in &policy_diff.upserts {
             self.policy
-                .insert(&Key::new(*prefix_len, key.0), value, 0)
+                .insert(*prefix_len, &key.0, value)
                 .context("writing a policy entry")?;
         }
         let policy_changed = !(ipcache_diff.is_empty() && policy_diff.is_empty());
@@ -141,11 +154,11 @@ impl DataplaneMaps {
         stats.removed += iface_diff.removals.len();
 
         for (prefix_len, key) in &policy_diff.removals {
-            ignore_missing(self.policy.remove(&Key::new(*prefix_len, key.0)))
+            ignore_missing(self.policy.remove(*prefix_len, &key.0))
                 .context("removing a policy entry")?;
         }
         for prefix in &ipcache_diff.removals {
-            ignore_missing(self.ipcache.remove(&route_key(prefix)))
+            ignore_missing(self.ipcache.remove(prefix))
                 .with_context(|| format!("removing IP cache entry {prefix}"))?;
         }
         stats.written += ipcache_diff.upserts.len() + policy_diff.upserts.len();
@@ -194,20 +207,14 @@ impl DataplaneMaps {
         )
     }
 
-    /// Every IP cache entry currently in the map.
+    /// Every IP cache entry currently in the maps.
     pub fn ipcache_entries(&self) -> Result<BTreeMap<Ipv4Net, IpCacheValue>> {
-        collect(
-            self.ipcache
-                .iter()
-                .map(|entry| entry.map(|(key, value)| (prefix_of(&key), value))),
-        )
+        self.ipcache.entries()
     }
 
-    /// Every policy entry currently in the map.
+    /// Every policy entry currently in the maps.
     pub fn policy_entries(&self) -> Result<BTreeMap<(u32, OrderedPolicyKey), PolicyValue>> {
-        collect(self.policy.iter().map(|entry| {
-            entry.map(|(key, value)| ((key.prefix_len(), OrderedPolicyKey(key.data())), value))
-        }))
+        self.policy.entries()
     }
 
     /// Every interface entry currently in the map.
@@ -248,15 +255,6 @@ impl Ord for NatKeyOrd {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.tuple().cmp(&other.tuple())
     }
-}
-
-fn route_key(prefix: &Ipv4Net) -> Key<RouteAddr> {
-    Key::new(u32::from(prefix.prefix_len()), prefix.network().octets())
-}
-
-fn prefix_of(key: &Key<RouteAddr>) -> Ipv4Net {
-    // An LPM key's length is at most 32 by construction of the map.
-    Ipv4Net::new(Ipv4Addr::from(key.data()), key.prefix_len().min(32) as u8).unwrap_or_default()
 }
 
 fn ignore_missing(result: Result<(), MapError>) -> Result<(), MapError> {

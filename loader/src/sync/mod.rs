@@ -7,4 +7,5 @@ pub mod conntrack_gc;
 pub mod load;
 pub mod maps;
 pub mod netlink;
+pub mod policy_maps;
 pub mod test_run;

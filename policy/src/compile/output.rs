@@ -136,25 +136,40 @@ pub struct CompiledPolicy {
     pub errors: Vec<String>,
 }
 
-/// Warns when the output outgrows the maps' default sizes (the agent may size them up).
+/// Warns when the output outgrows the maps' default sizes (the agent may size them up with
+/// `--max-policy-entries` and `--max-ipcache-addresses`).
 pub(super) fn check_capacity(out: &mut CompiledPolicy) {
+    use bpf_maps::{capacity, map_names, policy::POLICY_PREFIX_FULL};
+    let exact = out
+        .entries
+        .keys()
+        .filter(|(prefix_len, _)| *prefix_len == POLICY_PREFIX_FULL)
+        .count();
+    let addresses = out
+        .ipcache
+        .keys()
+        .filter(|prefix| prefix.prefix_len() == 32)
+        .count();
     for (what, count, capacity) in [
+        (map_names::POLICY_EXACT, exact, capacity::POLICY_EXACT),
         (
-            bpf_maps::map_names::POLICY,
-            out.entries.len(),
-            bpf_maps::capacity::POLICY,
+            map_names::POLICY,
+            out.entries.len() - exact,
+            capacity::POLICY,
         ),
+        (map_names::IPCACHE_ADDRS, addresses, capacity::IPCACHE_ADDRS),
         (
-            bpf_maps::map_names::IPCACHE,
-            out.ipcache.len(),
-            bpf_maps::capacity::IPCACHE,
+            map_names::IPCACHE,
+            out.ipcache.len() - addresses,
+            capacity::IPCACHE,
         ),
     ] {
         if count > capacity as usize {
             out.warnings.push(format!(
                 "{count} {what} entries exceed that map's default capacity of {capacity}: \
-                 load the maps with a larger capacity, or select fewer peers per policy (each \
-                 local endpoint gets entries per peer identity its policies distinguish)"
+                 start the agent with a larger capacity (--max-policy-entries, \
+                 --max-ipcache-addresses), or select fewer peers per policy (each local \
+                 endpoint gets entries per peer identity its policies distinguish)"
             ));
         }
     }

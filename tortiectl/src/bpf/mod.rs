@@ -28,7 +28,7 @@ use aya::{
 use bpf_maps::{
     map_names,
     pins::DEFAULT_ROOT,
-    policy::{CtKey, CtValue, IpCacheValue, PolicyKey, PolicyValue},
+    policy::{CtKey, CtValue, IpCacheValue, PolicyKey, PolicyValue, POLICY_PREFIX_FULL},
     IfaceKey, IfaceValue, NatKey, NatValue, RouteAddr, RouteValue,
 };
 use clap::{Args, Subcommand, ValueEnum};
@@ -295,9 +295,15 @@ fn read_endpoints(maps: &PinnedMaps) -> Result<Vec<routes::EndpointRow>, BpfErro
 }
 
 fn read_ipcache(maps: &PinnedMaps) -> Result<Vec<policy::IpCacheRow>, BpfError> {
+    let (addrs, _) = maps
+        .open_typed::<HashMap<MapData, [u8; 4], IpCacheValue>>(map_names::IPCACHE_ADDRS, "hash")?;
     let (trie, _) =
         maps.open_typed::<LpmTrie<MapData, [u8; 4], IpCacheValue>>(map_names::IPCACHE, "LPM trie")?;
     let mut rows = Vec::new();
+    for entry in addrs.iter() {
+        let (addr, value) = entry.map_err(read_error(map_names::IPCACHE_ADDRS))?;
+        rows.push(policy::IpCacheRow::new(addr, 32, value.identity));
+    }
     for entry in trie.iter() {
         let (key, value) = entry.map_err(read_error(map_names::IPCACHE))?;
         rows.push(policy::IpCacheRow::new(
@@ -311,9 +317,15 @@ fn read_ipcache(maps: &PinnedMaps) -> Result<Vec<policy::IpCacheRow>, BpfError> 
 }
 
 fn read_policy(maps: &PinnedMaps, endpoint: Option<u32>) -> Result<Vec<policy::PolicyRow>> {
+    let (exact, _) = maps
+        .open_typed::<HashMap<MapData, PolicyKey, PolicyValue>>(map_names::POLICY_EXACT, "hash")?;
     let (trie, _) =
         maps.open_typed::<LpmTrie<MapData, PolicyKey, PolicyValue>>(map_names::POLICY, "LPM trie")?;
     let mut raw = Vec::new();
+    for entry in exact.iter() {
+        let (key, value) = entry.map_err(read_error(map_names::POLICY_EXACT))?;
+        raw.push((POLICY_PREFIX_FULL, key, value));
+    }
     for entry in trie.iter() {
         let (key, value): (Key<PolicyKey>, PolicyValue) =
             entry.map_err(read_error(map_names::POLICY))?;
