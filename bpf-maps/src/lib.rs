@@ -131,6 +131,13 @@ pub mod route_flags {
     pub const SAME_SUBNET: u32 = 1 << 7;
     /// Pods in this pool are masqueraded when they leave every pool.
     pub const NAT_OUTGOING: u32 = 1 << 8;
+    /// The prefix was learned over BGP (a route BIRD installed in the kernel), not derived
+    /// from the datastore.
+    pub const LEARNED_BGP: u32 = 1 << 9;
+    /// A destination outside the cluster that a BGP peer advertised: pods' packets leave
+    /// through the uplink unencapsulated and the kernel's FIB picks the next hop, so the
+    /// host's IP forwarding is not involved.
+    pub const EXTERNAL: u32 = 1 << 10;
 }
 
 /// Value of [`map_names::ROUTES`].

@@ -97,6 +97,9 @@ fn ipv4_from_workload(ctx: &TcContext, iface: &IfaceValue) -> Verdict {
             Ok(()) => to_remote_host(ctx, &config),
             Err(reason) => Verdict::Drop(reason),
         },
+        // A prefix a BGP peer advertised: forwarded here, so it works with the host's IP
+        // forwarding off, as on a node that only routes for its pods.
+        Some(route) if route.flags & route_flags::EXTERNAL != 0 => to_remote_host(ctx, &config),
         // Everything else is routed (or refused) by the host, as in Calico.
         _ => Verdict::Pass(Counter::PassedToHost),
     }

@@ -35,6 +35,7 @@ use crate::{
     source::{ConnectionState, DatastoreSource, DatastoreSourceConfig, Inputs},
     sync::{
         attach::{self, IfaceRole},
+        bird::{BirdSettings, BirdSync},
         bpffs,
         conntrack_gc::{self, ConntrackGc, CtTimeouts},
         load::{self, Capacities},
@@ -64,6 +65,8 @@ pub struct AgentConfig {
     pub capacities: Capacities,
     /// How often inputs are re-read and the dataplane re-checked.
     pub resync_interval: Duration,
+    /// BIRD, when this node speaks BGP (its configuration is rendered from the datastore).
+    pub bird: Option<BirdSettings>,
 }
 
 /// `--datastore-type`: where the agent's inputs come from.
@@ -186,6 +189,11 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     let netlink = netlink::connect()?;
     // Subscribe before listing the interfaces so none can appear unnoticed in between.
     let mut link_events = netlink::watch_links()?;
+    let mut bgp_route_events = netlink::watch_bgp_routes()?;
+    let bird = config
+        .bird
+        .clone()
+        .map(|settings| BirdSync::new(&config.node_name, settings));
     let mut agent = Agent {
         inputs,
         config,
@@ -195,6 +203,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         attached: BTreeMap::new(),
         policy_allocators: PolicyAllocators::default(),
         compiled: None,
+        bird,
     };
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -227,6 +236,15 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     loop {
         tokio::select! {
             Some(event) = link_events.next() => agent.on_link_event(event).await,
+            // BIRD installs and withdraws routes in bursts (a session coming up brings every
+            // prefix at once): one sync for the burst.
+            Some(()) = bgp_route_events.next() => {
+                let burst_end = tokio::time::Instant::now() + ROUTE_BURST;
+                while let Ok(Some(())) =
+                    tokio::time::timeout_at(burst_end, bgp_route_events.next()).await
+                {}
+                agent.sync_logged().await;
+            }
             // New datastore inputs apply at once: a pod the CNI plugin just wired is
             // reachable when its endpoint is published, not at the next tick.
             changed = agent.inputs.changed() => {
@@ -281,6 +299,9 @@ fn spawn_conntrack_gc(pin_root: &Path) -> Result<()> {
     });
     Ok(())
 }
+
+/// How long BGP route changes are gathered before one sync applies them.
+const ROUTE_BURST: Duration = Duration::from_millis(50);
 
 /// How often the agent says it is still waiting for the datastore at start-up.
 const WAITING_LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -407,6 +428,8 @@ struct Agent {
     policy_allocators: PolicyAllocators,
     /// The last compilation and what it was made from (inputs token, local interfaces).
     compiled: Option<LastCompilation>,
+    /// BIRD's configuration, when this node speaks BGP.
+    bird: Option<BirdSync>,
 }
 
 impl Agent {
@@ -485,6 +508,7 @@ impl Agent {
         }
         let routes = netlink::ipv4_routes(&self.netlink).await?;
         let default_gateway = netlink::default_gateway(&routes);
+        let learned_routes = netlink::bgp_routes(&routes);
         let calc_inputs = CalcInputs {
             node_name: &self.config.node_name,
             endpoints: self.inputs.endpoints(),
@@ -493,6 +517,7 @@ impl Agent {
             uplink_addrs: &uplink_addrs,
             default_gateway,
             cluster: self.inputs.cluster(),
+            learned_routes: &learned_routes,
         };
         let mut desired = desired_state(&calc_inputs);
         // Compiling is the expensive step: only when the inputs or the local interfaces
@@ -549,6 +574,12 @@ impl Agent {
         }
         let stats = self.maps.apply(&desired)?;
         netlink::sync_kernel_routes(&self.netlink, &routes, &desired.kernel_routes).await?;
+        if let (Some(bird), Some(inputs)) = (&mut self.bird, self.inputs.policy()) {
+            // BGP trouble must not hold up the dataplane: logged, retried on the next sync.
+            if let Err(error) = bird.sync(inputs) {
+                tracing::error!("BGP configuration not applied: {error:#}");
+            }
+        }
         if stats.written + stats.removed > 0 {
             tracing::info!(
                 written = stats.written,

@@ -243,6 +243,15 @@ pub fn run_command(node: &Node, artifacts: &Artifacts) -> Command {
         }
         None => args.extend(["--endpoints-file", &endpoints, "--cluster-file", &cluster]),
     }
+    let bird_files = node.bird.as_ref().map(|bird| {
+        (
+            bird.config.display().to_string(),
+            bird.socket.display().to_string(),
+        )
+    });
+    if let Some((config, socket)) = &bird_files {
+        args.extend(["--bird-config", config, "--bird-socket", socket]);
+    }
     nsenter_command(
         &node.netns,
         artifacts.agent_bin.display().to_string().as_str(),
@@ -386,12 +395,12 @@ fn to_pid(pid: u32) -> Pid {
 }
 
 /// Collects the exit status if `pid` is our exited child; harmless otherwise.
-fn reap(pid: u32) {
+pub(crate) fn reap(pid: u32) {
     let _ = waitpid(to_pid(pid), Some(WaitPidFlag::WNOHANG));
 }
 
 /// Alive and not a zombie, per `/proc/<pid>/stat`.
-fn process_alive(pid: u32) -> bool {
+pub(crate) fn process_alive(pid: u32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
     };

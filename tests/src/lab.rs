@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::agent::{self, AgentProcess, READY_TIMEOUT};
 use crate::artifacts::Artifacts;
+use crate::bird;
 use crate::bpffs;
 use crate::capture::Capture;
 use crate::cluster::ClusterFile;
@@ -233,6 +234,10 @@ impl Lab {
             control_plane::apply(&name, &self.state.artifacts, &yaml, &resources)
         })?;
         self.start_all_agents(progress)?;
+        for node in self.state.nodes.iter().filter(|node| node.bird.is_some()) {
+            let what = format!("starting BIRD on {} (configured by its agent)", node.name);
+            step(progress, &what, || bird::start(node).map(drop))?;
+        }
         for index in 0..self.state.pods.len() {
             let pod = self.state.pods[index].clone();
             let what = format!("creating {} on {} through tortie-cni", pod.key(), pod.node);
@@ -413,6 +418,10 @@ impl Lab {
         if let Some(node) = self.node(target) {
             // `lab exec node-0 -- tortiectl bpf routes` reads that node's maps.
             command.env("TORTIE_PIN_ROOT", &node.pin_root);
+            // `lab exec node-0 -- tortiectl node status` asks that node's BIRD.
+            if let Some(bird) = &node.bird {
+                command.env("TORTIE_BIRD_SOCKET", &bird.socket);
+            }
         }
         if self.state.datastore == DatastoreMode::Etcd {
             // `lab exec node-0 -- tortiectl get nodes` just works: the lab's binaries come
@@ -621,6 +630,39 @@ impl Lab {
             &spec::fabric_netns(&self.state.name),
             args,
         )
+    }
+
+    /// Starts BIRD on `node` (the lab must have BGP) and waits for its control socket.
+    pub fn start_bird(&self, node: &str) -> Result<()> {
+        bird::start(self.node_or_err(node)?).map(drop)
+    }
+
+    /// Stops BIRD on `node` with `signal` (SIGKILL: a crash) and waits until it is gone.
+    pub fn stop_bird(&self, node: &str, signal: Signal) -> Result<()> {
+        bird::stop(self.node_or_err(node)?, signal)
+    }
+
+    /// `tortiectl node status -o json` for `node`: its BGP sessions as BIRD reports them.
+    pub fn node_status(&self, node: &str) -> Result<Vec<serde_json::Value>> {
+        let files = bird::files(self.node_or_err(node)?)?;
+        let socket = files.socket.display().to_string();
+        let output = control_plane::tortiectl(
+            &self.state.artifacts,
+            &spec::fabric_netns(&self.state.name),
+            &["node", "status", "-o", "json", "--bird-socket", &socket],
+        )?;
+        if !output.status.success() {
+            bail!(
+                "tortiectl node status on {node} failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        serde_json::from_slice(&output.stdout).with_context(|| {
+            format!(
+                "tortiectl node status on {node} printed no JSON: {}",
+                String::from_utf8_lossy(&output.stdout)
+            )
+        })
     }
 
     /// Whether the agent of `node` runs.

@@ -26,6 +26,7 @@
 
 pub mod agent;
 pub mod artifacts;
+pub mod bird;
 pub mod bpffs;
 pub mod capture;
 pub mod cluster;

@@ -92,6 +92,7 @@ pub fn next_steps(
     first_pod: Option<(&str, &str)>,
     first_node: &str,
     with_datastore: bool,
+    with_bgp: bool,
 ) -> String {
     let flag = name_flag(lab);
     let mut out = String::from("next:\n");
@@ -104,6 +105,12 @@ pub fn next_steps(
         let _ = writeln!(
             out,
             "  cargo xtask lab exec{flag} {first_node} -- tortiectl ipam show"
+        );
+    }
+    if with_bgp {
+        let _ = writeln!(
+            out,
+            "  cargo xtask lab exec{flag} {first_node} -- tortiectl node status"
         );
     }
     if let Some((pod, peer_ip)) = first_pod {
@@ -298,8 +305,8 @@ mod tests {
 
     #[test]
     fn next_steps_name_non_default_labs() {
-        assert!(next_steps("lab", None, "node-0", false).contains("lab down\n"));
-        let text = next_steps("x", Some(("pod-0-0", "10.65.0.11")), "node-0", true);
+        assert!(next_steps("lab", None, "node-0", false, false).contains("lab down\n"));
+        let text = next_steps("x", Some(("pod-0-0", "10.65.0.11")), "node-0", true, true);
         assert!(text.contains("lab exec --name x pod-0-0 -- ping 10.65.0.11"));
         assert!(text.contains("lab exec --name x node-0 -- tortiectl ipam show"));
         let pin = format!(

@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
@@ -106,6 +106,9 @@ pub enum SpecError {
     /// `CrossSubnet` only chooses when to encapsulate, so it needs an encapsulation.
     #[error("--cross-subnet needs an encapsulation: add --encap ipip or --encap vxlan")]
     CrossSubnetWithoutEncap,
+    /// BIRD's configuration is rendered from the datastore's resources.
+    #[error("--bgp needs the etcd datastore: add --datastore etcd")]
+    BgpWithoutDatastore,
     /// A pod MTU that IPv4 or the fabric cannot carry.
     #[error("pod MTU {mtu} is out of range: use 576 to {max} (the fabric MTU minus the {overhead}-byte encapsulation)")]
     PodMtu {
@@ -148,6 +151,9 @@ pub struct LabSpec {
     pub pod_mtu_override: Option<u32>,
     /// Where the agents take their inputs from.
     pub datastore: DatastoreMode,
+    /// Every node runs BIRD, configured by its agent from the datastore (node-to-node mesh
+    /// unless the lab's resources say otherwise).
+    pub bgp: bool,
 }
 
 impl LabSpec {
@@ -162,7 +168,14 @@ impl LabSpec {
             topology: Topology::Flat,
             pod_mtu_override: None,
             datastore: DatastoreMode::Files,
+            bgp: false,
         }
+    }
+
+    /// The same spec with BIRD on every node (needs the etcd datastore).
+    pub fn with_bgp(mut self, bgp: bool) -> Self {
+        self.bgp = bgp;
+        self
     }
 
     /// The same spec with the agents fed from `datastore`.
@@ -230,6 +243,9 @@ impl LabSpec {
         if self.cross_subnet && self.encap == Encap::None {
             return Err(SpecError::CrossSubnetWithoutEncap);
         }
+        if self.bgp && self.datastore != DatastoreMode::Etcd {
+            return Err(SpecError::BgpWithoutDatastore);
+        }
         let overhead = self.encap.overhead_bytes();
         let max = MTU - overhead;
         if let Some(mtu) = self
@@ -244,7 +260,13 @@ impl LabSpec {
     /// Every node and pod of the lab with its names and addresses (agents not started).
     pub fn plan(&self) -> (Vec<Node>, Vec<Pod>) {
         let nodes: Vec<Node> = (0..self.nodes)
-            .map(|i| Node::planned(&self.name, i, self.topology.segment_of(i)))
+            .map(|i| {
+                let mut node = Node::planned(&self.name, i, self.topology.segment_of(i));
+                if self.bgp {
+                    node.bird = Some(BirdFiles::planned(&state_dir(&self.name), &node.name));
+                }
+                node
+            })
             .collect();
         let mtu = self.pod_mtu();
         let pods = (0..self.nodes)
@@ -323,6 +345,34 @@ pub struct Node {
     /// The etcd the agent watches (`--etcd-endpoints`); `None`: it reads the lab's files.
     #[serde(default)]
     pub etcd_endpoints: Option<String>,
+    /// BIRD's files, when the node speaks BGP.
+    #[serde(default)]
+    pub bird: Option<BirdFiles>,
+}
+
+/// Where a node's BIRD keeps its configuration (written by the agent), control socket, log
+/// and pid.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BirdFiles {
+    /// The configuration the agent renders (`bird -c`, agent `--bird-config`).
+    pub config: PathBuf,
+    /// The control socket (`bird -s`, agent and tortiectl `--bird-socket`).
+    pub socket: PathBuf,
+    /// BIRD's stderr.
+    pub log: PathBuf,
+    /// BIRD's pid file (`bird -P`).
+    pub pid_file: PathBuf,
+}
+
+impl BirdFiles {
+    fn planned(dir: &Path, node: &str) -> Self {
+        Self {
+            config: dir.join(format!("{node}.bird.conf")),
+            socket: dir.join(format!("{node}.bird.ctl")),
+            log: dir.join(format!("{node}.bird.log")),
+            pid_file: dir.join(format!("{node}.bird.pid")),
+        }
+    }
 }
 
 impl Node {
@@ -343,6 +393,7 @@ impl Node {
             log_file: dir.join(format!("{name}.agent.log")),
             agent_pid: None,
             etcd_endpoints: None,
+            bird: None,
             name,
             index,
         }

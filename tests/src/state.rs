@@ -117,6 +117,7 @@ impl LabState {
             .with_topology(self.topology)
             .with_pod_mtu(self.pods.first().map(|pod| pod.mtu))
             .with_datastore(self.datastore)
+            .with_bgp(self.nodes.iter().any(|node| node.bird.is_some()))
     }
 
     /// The state of lab `name`, or `None` if it has no state file.

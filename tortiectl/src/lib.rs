@@ -4,6 +4,7 @@
 pub mod bpf;
 pub mod ipam;
 pub mod label;
+pub mod node;
 pub mod store;
 
 pub use store::{ResourceStore, StoreError};

@@ -123,6 +123,8 @@ enum Command {
     },
     /// Inspect this node's eBPF dataplane maps (needs root).
     Bpf(tortiectl::bpf::BpfArgs),
+    /// This node's BGP sessions (`node status`), read from BIRD.
+    Node(tortiectl::node::NodeArgs),
     /// IP address management.
     Ipam {
         #[command(subcommand)]
@@ -235,6 +237,10 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Bpf(args) => {
             print!("{}", tortiectl::bpf::run(&args)?);
+            Ok(())
+        }
+        Command::Node(args) => {
+            print!("{}", tortiectl::node::run(&args)?);
             Ok(())
         }
         Command::Validate(files) => {

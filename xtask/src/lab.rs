@@ -45,6 +45,10 @@ pub enum LabCommand {
         /// etcd, tortiectl, tortie-cni) or `files` (JSON files, pods wired by the lab).
         #[arg(long, value_enum, default_value_t = DatastoreArg::Etcd)]
         datastore: DatastoreArg,
+        /// Leave BIRD out. By default (with the etcd datastore) every node runs BIRD, which
+        /// its agent configures from the datastore: a node-to-node mesh sharing the pod blocks.
+        #[arg(long)]
+        no_bgp: bool,
     },
     /// Show nodes, agents and pods of a lab.
     Status {
@@ -177,13 +181,16 @@ pub fn run(cmd: LabCommand, build: impl FnOnce() -> Result<Artifacts>) -> Result
             topology,
             pod_mtu,
             datastore,
+            no_bgp,
         } => {
+            let datastore: DatastoreMode = datastore.into();
             let spec = LabSpec::new(name, nodes, pods_per_node)
                 .with_encap(encap.into())
                 .with_cross_subnet(cross_subnet)
                 .with_topology(topology.into())
                 .with_pod_mtu(pod_mtu)
-                .with_datastore(datastore.into());
+                .with_datastore(datastore)
+                .with_bgp(!no_bgp && datastore == DatastoreMode::Etcd);
             up(&spec, build)
         }
         LabCommand::Status { name, json } => status(&name, json),
@@ -250,6 +257,7 @@ fn up(spec: &LabSpec, build: impl FnOnce() -> Result<Artifacts>) -> Result<()> {
             first_pair.as_ref().map(|(a, ip)| (a.as_str(), ip.as_str())),
             first_node,
             lab.datastore() == DatastoreMode::Etcd,
+            lab.nodes().iter().any(|node| node.bird.is_some()),
         )
     );
 

@@ -22,6 +22,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "procps",
     "etcd-server",
     "etcd-client",
+    "bird2",
 ];
 
 /// bpf-linker must link against the same LLVM major as rustc (22 for the pinned toolchains).
@@ -69,7 +70,29 @@ fn debian_packages() -> Result<()> {
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
         "apt-get install",
-    )
+    )?;
+    if missing.contains(&"bird2") {
+        keep_packaged_bird_stopped();
+    }
+    Ok(())
+}
+
+/// The bird2 package enables a BIRD service in the host's own namespace; tortie runs BIRD
+/// per node (the agent configures it), never that one.
+fn keep_packaged_bird_stopped() {
+    let succeeds = |program: &str, args: &[&str]| {
+        Command::new(program)
+            .args(args)
+            .output()
+            .is_ok_and(|out| out.status.success())
+    };
+    // systemd where there is one; the package's init script otherwise.
+    let stopped = succeeds("systemctl", &["disable", "--now", "bird.service"])
+        || (succeeds("service", &["bird", "stop"])
+            && succeeds("update-rc.d", &["bird", "disable"]));
+    if stopped {
+        eprintln!("==> disabled the bird2 package's service (tortie runs BIRD per node)");
+    }
 }
 
 fn nightly_sysroot() -> Result<PathBuf> {

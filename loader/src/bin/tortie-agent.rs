@@ -5,7 +5,7 @@ use std::{path::PathBuf, time::Duration};
 use clap::{Args, Parser, Subcommand};
 use tortie::{
     agent::{self, AgentConfig, DatastoreType, InputConfig},
-    sync::load::Capacities,
+    sync::{bird::BirdSettings, load::Capacities},
 };
 
 #[derive(Parser)]
@@ -29,7 +29,7 @@ enum Command {
     /// soon as they change. With etcd, the ready file is written after the first complete
     /// listing has been programmed; while etcd is unreachable at start-up the agent keeps
     /// retrying and programs nothing, and an outage later keeps the dataplane as it is.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Remove every program, pin and kernel route the agent created.
     Cleanup(CommonArgs),
 }
@@ -100,6 +100,24 @@ struct RunArgs {
     /// (applies when the map is first created).
     #[arg(long, default_value_t = bpf_maps::capacity::IPCACHE_ADDRS)]
     max_ipcache_addresses: u32,
+    /// BIRD's configuration file: when given, this node speaks BGP and the agent renders
+    /// BIRD's configuration from the datastore's Node, BGPConfiguration, BGPPeer and IPPool
+    /// resources (--datastore-type etcdv3 only).
+    #[arg(long, env = "TORTIE_BIRD_CONFIG")]
+    bird_config: Option<PathBuf>,
+    /// BIRD's control socket (BIRD's -s).
+    #[arg(
+        long,
+        env = "TORTIE_BIRD_SOCKET",
+        default_value = "/var/run/bird/bird.ctl"
+    )]
+    bird_socket: PathBuf,
+    /// The bird binary that checks a configuration before it is installed.
+    #[arg(long, default_value = "bird")]
+    bird_binary: PathBuf,
+    /// Directory of mounted secrets (<dir>/<secret name>/<key>) holding BGP passwords.
+    #[arg(long, env = "TORTIE_BGP_SECRETS_DIR")]
+    bgp_secrets_dir: Option<PathBuf>,
     /// Seconds between re-reads of the inputs and re-checks of the dataplane.
     #[arg(long, default_value_t = 1.0)]
     resync_seconds: f64,
@@ -127,6 +145,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run(args) => {
+                let args = *args;
                 let inputs = InputConfig::from_flags(
                     args.datastore_type,
                     &args.etcd_endpoints,
@@ -137,6 +156,12 @@ fn main() -> std::process::ExitCode {
                     tracing::warn!(
                         "--etcd-endpoints (TORTIE_ETCD_ENDPOINTS) is ignored: inputs come from \
                          files; add --datastore-type etcdv3 to use the datastore"
+                    );
+                }
+                if args.datastore_type == DatastoreType::None && args.bird_config.is_some() {
+                    anyhow::bail!(
+                        "--bird-config needs --datastore-type etcdv3: BIRD's configuration is \
+                         rendered from the datastore's BGP resources"
                     );
                 }
                 agent::run(AgentConfig {
@@ -154,6 +179,12 @@ fn main() -> std::process::ExitCode {
                         ipcache_addrs: args.max_ipcache_addresses,
                     },
                     resync_interval: Duration::from_secs_f64(args.resync_seconds.max(0.05)),
+                    bird: args.bird_config.map(|config_path| BirdSettings {
+                        config_path,
+                        socket_path: args.bird_socket,
+                        bird_binary: args.bird_binary,
+                        secrets_dir: args.bgp_secrets_dir,
+                    }),
                 })
                 .await
             }

@@ -23,6 +23,15 @@ pub struct HostInterface {
     pub mac: MacAddr,
 }
 
+/// A route BGP learned: one BIRD installed in the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LearnedRoute {
+    /// The advertised prefix.
+    pub prefix: Ipv4Net,
+    /// Where BGP says to send its traffic: the advertising node, or a router.
+    pub next_hop: Ipv4Addr,
+}
+
 /// A kernel route tortie owns, for traffic the host itself sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum KernelRoute {
@@ -49,6 +58,8 @@ pub struct CalcInputs<'a> {
     pub default_gateway: Option<Ipv4Addr>,
     /// Pools and nodes, when known.
     pub cluster: Option<&'a ClusterConfig>,
+    /// Routes BGP learned (empty when BGP is off).
+    pub learned_routes: &'a [LearnedRoute],
 }
 
 /// What the dataplane should hold.
@@ -105,6 +116,7 @@ pub fn desired_state(inputs: &CalcInputs<'_>) -> DesiredState {
         add_pools(&mut state, cluster);
         if let (Some(this_node), Some(uplink)) = (this_node, uplink) {
             add_remote_nodes(&mut state, inputs, cluster, this_node, uplink);
+            add_learned_routes(&mut state, inputs.learned_routes, cluster, this_node);
         }
     }
     state
@@ -280,6 +292,77 @@ fn add_remote_nodes(
     }
 }
 
+/// BGP-learned routes, under the datastore's: a prefix the datastore already routes (a
+/// node's block, a node, a local pod) keeps that route, since the datastore also knows the
+/// node behind it and so the encapsulation; BGP adds what only it knows. A learned prefix
+/// inside a pool is a remote block (encapsulated per the pool's mode when its next hop is a
+/// node; plain otherwise, a router cannot decapsulate); one outside every pool is external.
+/// Prefixes overlapping this node's own blocks are ignored: they can only be stale echoes.
+fn add_learned_routes(
+    state: &mut DesiredState,
+    learned: &[LearnedRoute],
+    cluster: &ClusterConfig,
+    this_node: &ClusterNode,
+) {
+    let local_subnet = this_node.ipv4_address.trunc();
+    for route in learned {
+        let prefix = route.prefix;
+        let overlaps_own = this_node
+            .blocks
+            .iter()
+            .any(|block| block.contains(&prefix) || prefix.contains(block));
+        let known = state
+            .routes
+            .get(&prefix)
+            .is_some_and(|existing| existing.flags & !pool_flags_mask() != 0);
+        if overlaps_own || known {
+            continue;
+        }
+        let same_subnet = local_subnet.contains(&route.next_hop);
+        let subnet_flag = if same_subnet {
+            route_flags::SAME_SUBNET
+        } else {
+            0
+        };
+        let value = match cluster.pool_of(&prefix) {
+            Some(pool) => {
+                let mut flags = route_flags::REMOTE_WORKLOAD
+                    | route_flags::LEARNED_BGP
+                    | pool_flags(Some(pool))
+                    | subnet_flag;
+                let node = cluster.nodes.iter().find(|n| n.ip() == route.next_hop);
+                if node.is_some() {
+                    if pool.ipip_mode.encapsulates(same_subnet) {
+                        flags |= route_flags::TUNNELED_IPIP;
+                    } else if pool.vxlan_mode.encapsulates(same_subnet) {
+                        flags |= route_flags::TUNNELED_VXLAN;
+                    }
+                }
+                RouteValue {
+                    flags,
+                    next_hop: route.next_hop.octets(),
+                    tunnel_mac: node
+                        .and_then(|n| n.vxlan_tunnel_mac_addr)
+                        .unwrap_or_default()
+                        .0,
+                    ..RouteValue::default()
+                }
+            }
+            None => RouteValue {
+                flags: route_flags::EXTERNAL | route_flags::LEARNED_BGP | subnet_flag,
+                next_hop: route.next_hop.octets(),
+                ..RouteValue::default()
+            },
+        };
+        state.routes.insert(prefix, value);
+    }
+}
+
+/// The flags a pool-wide entry carries; an entry with only these is not a route of its own.
+fn pool_flags_mask() -> u32 {
+    route_flags::IN_POOL | route_flags::NAT_OUTGOING
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,6 +407,10 @@ mod tests {
     }
 
     fn state_for(cluster: &ClusterConfig) -> DesiredState {
+        state_learning(cluster, &[])
+    }
+
+    fn state_learning(cluster: &ClusterConfig, learned_routes: &[LearnedRoute]) -> DesiredState {
         desired_state(&CalcInputs {
             node_name: "node-0",
             endpoints: &[endpoint("a", "calia", [10, 65, 0, 10])],
@@ -332,7 +419,59 @@ mod tests {
             uplink_addrs: &[net("10.99.0.11/24")],
             default_gateway: Some(Ipv4Addr::new(10, 99, 0, 1)),
             cluster: Some(cluster),
+            learned_routes,
         })
+    }
+
+    fn learned(prefix: &str, next_hop: [u8; 4]) -> LearnedRoute {
+        LearnedRoute {
+            prefix: net(prefix),
+            next_hop: Ipv4Addr::from(next_hop),
+        }
+    }
+
+    #[test]
+    fn bgp_routes_fill_in_what_the_datastore_does_not_know() {
+        let cluster = cluster(EncapMode::Always, EncapMode::Never);
+        let state = state_learning(
+            &cluster,
+            &[
+                // A router's prefix outside every pool.
+                learned("192.168.100.0/24", [10, 99, 0, 1]),
+                // A block of node-2 the datastore has not told this node about yet.
+                learned("10.65.9.0/26", [10, 99, 0, 13]),
+                // A pool block behind a router: no tunnel to a router.
+                learned("10.65.8.0/26", [10, 99, 0, 1]),
+                // node-1's block, which the datastore routes already.
+                learned("10.65.1.0/26", [10, 99, 0, 1]),
+                // An echo of this node's own block.
+                learned("10.65.0.0/26", [10, 99, 0, 13]),
+            ],
+        );
+        let external = state.routes[&net("192.168.100.0/24")];
+        assert_eq!(
+            external.flags,
+            route_flags::EXTERNAL | route_flags::LEARNED_BGP | route_flags::SAME_SUBNET
+        );
+        assert_eq!(external.next_hop, [10, 99, 0, 1]);
+        let block = state.routes[&net("10.65.9.0/26")];
+        assert_eq!(
+            block.flags,
+            route_flags::REMOTE_WORKLOAD
+                | route_flags::LEARNED_BGP
+                | route_flags::IN_POOL
+                | route_flags::NAT_OUTGOING
+                | route_flags::SAME_SUBNET
+                | route_flags::TUNNELED_IPIP
+        );
+        assert_eq!(block.tunnel_mac, [0x66, 0, 0, 0, 0, 2]);
+        let routed = state.routes[&net("10.65.8.0/26")];
+        assert_eq!(routed.flags & route_flags::TUNNELED_IPIP, 0);
+        assert_ne!(routed.flags & route_flags::REMOTE_WORKLOAD, 0);
+        let datastore = state.routes[&net("10.65.1.0/26")];
+        assert_eq!(datastore.flags & route_flags::LEARNED_BGP, 0);
+        assert_eq!(datastore.next_hop, [10, 99, 1, 12]);
+        assert!(!state.routes.contains_key(&net("10.65.0.0/26")));
     }
 
     #[test]
@@ -430,6 +569,7 @@ mod tests {
             uplink_addrs: &[],
             default_gateway: None,
             cluster: None,
+            learned_routes: &[],
         });
         assert!(state.routes.is_empty() && state.ifaces.is_empty());
         assert_eq!(state.missing_interfaces, vec!["default/a".to_string()]);

@@ -3,4 +3,6 @@
 pub mod dataplane;
 pub mod policy;
 
-pub use dataplane::{desired_state, CalcInputs, DesiredState, HostInterface, KernelRoute};
+pub use dataplane::{
+    desired_state, CalcInputs, DesiredState, HostInterface, KernelRoute, LearnedRoute,
+};

@@ -15,6 +15,7 @@ use ipnet::IpNet;
 use tortie_ipam::{AllocationBlock, Ipam};
 use tortie_resources::{Kind, ResourceKey};
 
+use super::bgp_resources::BgpResources;
 use super::{
     cluster::{self, ClusterConfig, ClusterNode, EncapMode, IpPool},
     endpoint::{EndpointChecker, EndpointField, LocalEndpoint},
@@ -42,11 +43,15 @@ pub enum Section {
     K8sNetworkPolicies,
     /// Calico `Profile`s.
     Profiles,
+    /// `BGPPeer`s.
+    BgpPeers,
+    /// `BGPConfiguration`s.
+    BgpConfigurations,
 }
 
 impl Section {
     /// Every section.
-    pub const ALL: [Section; 9] = [
+    pub const ALL: [Section; 11] = [
         Section::IpPools,
         Section::Nodes,
         Section::WorkloadEndpoints,
@@ -56,6 +61,8 @@ impl Section {
         Section::GlobalNetworkPolicies,
         Section::K8sNetworkPolicies,
         Section::Profiles,
+        Section::BgpPeers,
+        Section::BgpConfigurations,
     ];
 
     /// The key prefix to list and watch.
@@ -71,6 +78,8 @@ impl Section {
             Section::GlobalNetworkPolicies => Kind::GlobalNetworkPolicy.prefix(None),
             Section::K8sNetworkPolicies => Kind::K8sNetworkPolicy.prefix(None),
             Section::Profiles => Kind::Profile.prefix(None),
+            Section::BgpPeers => Kind::BgpPeer.prefix(None),
+            Section::BgpConfigurations => Kind::BgpConfiguration.prefix(None),
         }
     }
 
@@ -144,6 +153,8 @@ pub struct Translation {
     pub endpoints: Vec<LocalEndpoint>,
     /// What policy compilation reads (local interface indices not filled in yet).
     pub policy: PolicyInputs,
+    /// What the BIRD configuration is rendered from.
+    pub bgp: BgpResources,
     /// One line per object left out: its key and why.
     pub warnings: Vec<String>,
 }
@@ -166,6 +177,7 @@ pub fn translate(cache: &ResourceCache, node_name: &str) -> Translation {
     add_blocks(&mut cluster, cache, &mut warnings);
     let endpoints = local_endpoints(cache, node_name, &mut warnings);
     let policy = super::policy_inputs::policy_inputs(cache, &mut warnings);
+    let bgp = super::bgp_resources::bgp_resources(cache, &cluster, node_name, &mut warnings);
     // Holds by construction: every object was checked against those kept before it.
     debug_assert_eq!(cluster::validate(&cluster), Vec::<String>::new());
     debug_assert_eq!(super::endpoint::validate(&endpoints), Vec::<String>::new());
@@ -173,6 +185,7 @@ pub fn translate(cache: &ResourceCache, node_name: &str) -> Translation {
         cluster,
         endpoints,
         policy,
+        bgp,
         warnings,
     }
 }
@@ -827,8 +840,12 @@ mod tests {
             "/calico/resources/v3/projectcalico.org/profiles/x".into(),
             vec![]
         ));
-        assert!(!cache.put(
+        assert!(cache.put(
             "/calico/resources/v3/projectcalico.org/bgppeers/x".into(),
+            vec![]
+        ));
+        assert!(!cache.put(
+            "/calico/resources/v3/projectcalico.org/felixconfigurations/x".into(),
             vec![]
         ));
         assert_eq!(Section::of_key(&pool_key), Some(Section::IpPools));
@@ -840,10 +857,11 @@ mod tests {
             Section::of_key("/calico/ipam/v2/assignment/ipv4/block/10.65.0.0-26"),
             Some(Section::Blocks)
         );
-        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.len(), 3);
         assert!(cache.remove(&pool_key));
         assert!(!cache.remove(&pool_key));
         assert!(cache.remove("/calico/resources/v3/projectcalico.org/profiles/x"));
+        assert!(cache.remove("/calico/resources/v3/projectcalico.org/bgppeers/x"));
         assert!(cache.is_empty());
         cache.replace(Section::Nodes, [node(NODE, Some("10.99.0.11/24"), None)]);
         assert_eq!(cache.entries(Section::Nodes).count(), 1);

@@ -324,6 +324,7 @@ impl Worker {
             cluster,
             endpoints,
             policy,
+            bgp,
             warnings,
         } = translate(&self.cache, &self.config.node_name);
         for warning in &warnings {
@@ -336,6 +337,7 @@ impl Worker {
             cluster,
             endpoints,
             policy,
+            bgp,
         };
         let changed = self.inputs.send_if_modified(|current| {
             if current.as_deref() == Some(&inputs) {

@@ -9,7 +9,7 @@ pub mod datastore;
 
 pub use datastore::{ConnectionState, DatastoreSource, DatastoreSourceConfig};
 
-use crate::model::{ClusterConfig, LocalEndpoint, PolicyInputs};
+use crate::model::{BgpResources, ClusterConfig, LocalEndpoint, PolicyInputs};
 
 /// One complete set of inputs for the calculation.
 #[derive(Clone, Debug, PartialEq)]
@@ -20,4 +20,6 @@ pub struct Inputs {
     pub endpoints: Vec<LocalEndpoint>,
     /// Policies, profiles, namespaces and every endpoint of the cluster, for compilation.
     pub policy: PolicyInputs,
+    /// What the BIRD configuration is rendered from.
+    pub bgp: BgpResources,
 }

@@ -2,6 +2,7 @@
 //! netlink routes. Each operation is idempotent so a restarted agent converges from any state.
 
 pub mod attach;
+pub mod bird;
 pub mod bpffs;
 pub mod conntrack_gc;
 pub mod load;

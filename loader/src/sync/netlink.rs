@@ -16,7 +16,7 @@ use rtnetlink::{Handle, MulticastGroup, RouteMessageBuilder};
 use ipnet::Ipv4Net;
 
 use crate::{
-    calc::{HostInterface, KernelRoute},
+    calc::{HostInterface, KernelRoute, LearnedRoute},
     model::MacAddr,
 };
 
@@ -141,6 +141,82 @@ fn parse_route(route: &RouteMessage) -> Option<(Ipv4Net, KernelRoute)> {
         None => KernelRoute::Device { ifindex },
     };
     Some((destination, kernel_route))
+}
+
+/// The routes BIRD installed in the main table (`proto bird`): what BGP learned. A route
+/// over several next hops (ECMP) is taken with its first; one without any IPv4 gateway is
+/// left out (there is nowhere to send its traffic but the host).
+pub fn bgp_routes(routes: &[RouteMessage]) -> Vec<LearnedRoute> {
+    routes
+        .iter()
+        .filter(|route| is_main_table_bird(route))
+        .filter_map(|route| {
+            let (prefix, kernel_route) = parse_route(route).or_else(|| first_hop_of(route))?;
+            match kernel_route {
+                KernelRoute::Gateway { via, .. } => Some(LearnedRoute {
+                    prefix,
+                    next_hop: via,
+                }),
+                KernelRoute::Device { .. } => None,
+            }
+        })
+        .collect()
+}
+
+fn is_main_table_bird(route: &RouteMessage) -> bool {
+    route.header.protocol == RouteProtocol::Bird && route.header.table == 254
+}
+
+/// The destination and first next hop of a multipath route.
+fn first_hop_of(route: &RouteMessage) -> Option<(Ipv4Net, KernelRoute)> {
+    let mut destination = Ipv4Addr::UNSPECIFIED;
+    let mut first_hop = None;
+    for attribute in &route.attributes {
+        match attribute {
+            RouteAttribute::Destination(RouteAddress::Inet(addr)) => destination = *addr,
+            RouteAttribute::MultiPath(hops) => {
+                first_hop = hops.iter().find_map(|hop| {
+                    hop.attributes.iter().find_map(|attribute| match attribute {
+                        RouteAttribute::Gateway(RouteAddress::Inet(via)) => {
+                            Some(KernelRoute::Gateway {
+                                via: *via,
+                                ifindex: hop.interface_index,
+                            })
+                        }
+                        _ => None,
+                    })
+                });
+            }
+            _ => {}
+        }
+    }
+    let prefix = Ipv4Net::new(destination, route.header.destination_prefix_length).ok()?;
+    Some((prefix, first_hop?))
+}
+
+/// Subscribes to IPv4 route changes and reports those of BIRD's routes (`RTNLGRP_IPV4_ROUTE`,
+/// `proto bird`), so that what BGP learns or withdraws reaches the maps without waiting for
+/// the next resync. Each item only says "something changed"; the sync reads the table.
+pub fn watch_bgp_routes() -> Result<UnboundedReceiver<()>> {
+    let (connection, _handle, messages) =
+        rtnetlink::new_multicast_connection(&[MulticastGroup::Ipv4Route])
+            .context("subscribing to netlink route events")?;
+    tokio::spawn(connection);
+    let (sender, receiver) = futures::channel::mpsc::unbounded();
+    tokio::spawn(async move {
+        let mut messages = messages;
+        while let Some((message, _)) = messages.next().await {
+            let route = match &message.payload {
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(route))
+                | NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelRoute(route)) => route,
+                _ => continue,
+            };
+            if is_main_table_bird(route) && sender.unbounded_send(()).is_err() {
+                break;
+            }
+        }
+    });
+    Ok(receiver)
 }
 
 /// The gateway of the main table's default route, if there is one.

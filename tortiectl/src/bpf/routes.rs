@@ -12,7 +12,7 @@ use super::{
 };
 
 /// Route flag names, in bit order.
-pub const ROUTE_FLAG_NAMES: [(u32, &str); 9] = [
+pub const ROUTE_FLAG_NAMES: [(u32, &str); 11] = [
     (route_flags::LOCAL_WORKLOAD, "local-workload"),
     (route_flags::REMOTE_WORKLOAD, "remote-workload"),
     (route_flags::LOCAL_HOST, "local-host"),
@@ -22,6 +22,8 @@ pub const ROUTE_FLAG_NAMES: [(u32, &str); 9] = [
     (route_flags::TUNNELED_VXLAN, "vxlan"),
     (route_flags::SAME_SUBNET, "same-subnet"),
     (route_flags::NAT_OUTGOING, "nat-outgoing"),
+    (route_flags::LEARNED_BGP, "bgp"),
+    (route_flags::EXTERNAL, "external"),
 ];
 
 /// Interface flag names, in bit order. `HAS_IPV4` has none: it only says the address is

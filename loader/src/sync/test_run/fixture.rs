@@ -100,6 +100,7 @@ fn with_calc_inputs<T>(
         uplink_addrs: &uplink_addrs,
         default_gateway: None,
         cluster: Some(cluster),
+        learned_routes: &[],
     }))
 }
 
