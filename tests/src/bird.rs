@@ -39,9 +39,21 @@ pub fn files(node: &Node) -> Result<&BirdFiles> {
     })
 }
 
-/// Starts BIRD on `node` once its agent has written the configuration, with graceful
-/// restart recovery (`-R`), and waits for its control socket. Returns its pid.
-pub fn start(node: &Node) -> Result<u32> {
+/// How BIRD starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// The node's first BIRD: nothing to recover.
+    Fresh,
+    /// After a crash or stop (`-R`): the kernel keeps BIRD's old routes until the sessions
+    /// have come back and resent theirs (graceful restart recovery). Not for a first start:
+    /// recovery waits for every session of the starting configuration, and one removed
+    /// meanwhile holds the kernel's routes back for the whole wait (240 s).
+    Recovering,
+}
+
+/// Starts BIRD on `node` once its agent has written the configuration and waits for its
+/// control socket. Returns its pid.
+pub fn start(node: &Node, how: Start) -> Result<u32> {
     let bird = files(node)?;
     let waited = Instant::now();
     while !bird.config.exists() {
@@ -71,11 +83,11 @@ pub fn start(node: &Node) -> Result<u32> {
         bird.socket.display().to_string(),
         bird.pid_file.display().to_string(),
     );
-    let mut command = netns::nsenter_command(
-        &node.netns,
-        "bird",
-        &["-f", "-R", "-c", &config, "-s", &socket, "-P", &pid_file],
-    );
+    let mut args = vec!["-f", "-c", &config, "-s", &socket, "-P", &pid_file];
+    if how == Start::Recovering {
+        args.push("-R");
+    }
+    let mut command = netns::nsenter_command(&node.netns, "bird", &args);
     command
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))

@@ -236,7 +236,9 @@ impl Lab {
         self.start_all_agents(progress)?;
         for node in self.state.nodes.iter().filter(|node| node.bird.is_some()) {
             let what = format!("starting BIRD on {} (configured by its agent)", node.name);
-            step(progress, &what, || bird::start(node).map(drop))?;
+            step(progress, &what, || {
+                bird::start(node, bird::Start::Fresh).map(drop)
+            })?;
         }
         for index in 0..self.state.pods.len() {
             let pod = self.state.pods[index].clone();
@@ -632,9 +634,10 @@ impl Lab {
         )
     }
 
-    /// Starts BIRD on `node` (the lab must have BGP) and waits for its control socket.
+    /// Starts BIRD again on `node` after [`Lab::stop_bird`], recovering (graceful restart)
+    /// and waits for its control socket.
     pub fn start_bird(&self, node: &str) -> Result<()> {
-        bird::start(self.node_or_err(node)?).map(drop)
+        bird::start(self.node_or_err(node)?, bird::Start::Recovering).map(drop)
     }
 
     /// Stops BIRD on `node` with `signal` (SIGKILL: a crash) and waits until it is gone.

@@ -35,6 +35,7 @@ pub mod control_plane;
 pub mod convergence;
 pub mod counters;
 pub mod endpoints;
+pub mod external_router;
 pub mod guard;
 pub mod harness;
 pub mod lab;
