@@ -59,6 +59,8 @@ pub enum Section {
     Policy,
     /// CNI ADD/DEL latency and time to the first forwarded packet.
     ControlPlane,
+    /// Block propagation over the BGP mesh, learned routes programmed per second.
+    Bgp,
 }
 
 impl BenchArgs {
@@ -341,9 +343,18 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     } else {
         None
     };
+    let bgp = if args.runs(Section::Bgp) {
+        eprintln!("==> control plane: BGP block propagation and learned routes");
+        Some(crate::bgp_bench::run(&artifacts)?)
+    } else {
+        None
+    };
     let mut report = render(&figures, &route_counts, args.quick, policy.as_ref());
     if let Some(cni) = &cni {
         report.push_str(&cni_bench::render(cni, cni_pods));
+    }
+    if let Some(bgp) = &bgp {
+        report.push_str(&crate::bgp_bench::render(bgp));
     }
     let out = if args.out.is_absolute() {
         args.out.clone()
@@ -358,6 +369,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             "programs": figures,
             "policy": policy,
             "control_plane": cni,
+            "bgp": bgp,
         }))?,
     )?;
     std::fs::write(out.join("results.csv"), csv(&figures))?;
@@ -366,6 +378,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     if let Some(cni) = &cni {
         std::fs::write(out.join("control_plane.csv"), cni_bench::csv(cni))?;
+    }
+    if let Some(bgp) = &bgp {
+        std::fs::write(out.join("bgp.csv"), crate::bgp_bench::csv(bgp))?;
     }
     println!("{report}");
     eprintln!("report written to {}", out.join("REPORT.md").display());

@@ -35,7 +35,8 @@ pub struct Latency {
 }
 
 impl Latency {
-    fn of(operation: &str, mut samples: Vec<Duration>) -> Latency {
+    /// The distribution of `samples` of `operation`.
+    pub fn of(operation: &str, mut samples: Vec<Duration>) -> Latency {
         samples.sort();
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         let rank = |q: f64| {

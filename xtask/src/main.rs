@@ -1,6 +1,7 @@
 //! `cargo xtask`: set-up, builds, the lab and the test suite.
 
 mod bench;
+mod bgp_bench;
 mod build;
 mod cni_bench;
 mod lab;
