@@ -35,7 +35,7 @@ use crate::{
     source::{ConnectionState, DatastoreSource, DatastoreSourceConfig, Inputs},
     sync::{
         attach::{self, IfaceRole},
-        bird::{BirdSettings, BirdSync},
+        bird::{BirdSettings, BirdSupervisor, BirdSync},
         bpffs,
         conntrack_gc::{self, ConntrackGc, CtTimeouts},
         load::{self, Capacities},
@@ -232,6 +232,16 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     tracing::info!(node = %agent.config.node_name, pin_root = %agent.config.pin_root.display(), "dataplane ready");
     spawn_conntrack_gc(&agent.config.pin_root)?;
 
+    let mut bird_supervisor = match agent.config.bird.clone().filter(|s| s.supervise) {
+        Some(settings) => {
+            let routes = netlink::ipv4_routes(&agent.netlink).await?;
+            let earlier_routes = !netlink::bgp_routes(&routes).is_empty();
+            Some(BirdSupervisor::new(settings, earlier_routes))
+        }
+        None => None,
+    };
+    // A BIRD that exits is noticed within this interval.
+    let mut bird_check = tokio::time::interval(Duration::from_millis(250));
     let mut tick = tokio::time::interval(agent.config.resync_interval);
     loop {
         tokio::select! {
@@ -255,6 +265,12 @@ pub async fn run(config: AgentConfig) -> Result<()> {
             _ = tick.tick() => {
                 agent.refresh_inputs();
                 agent.sync_logged().await;
+            }
+            _ = bird_check.tick(), if bird_supervisor.is_some() => {
+                if let Some(supervisor) = &mut bird_supervisor {
+                    supervisor.tend();
+                    supervisor.settle();
+                }
             }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,

@@ -78,8 +78,7 @@ fn block_propagation(artifacts: &Artifacts) -> Result<Vec<Latency>> {
     wait_for("every mesh session", || {
         nodes.iter().all(|node| {
             lab.node_status(&node.name).is_ok_and(|sessions| {
-                sessions.len() == NODES - 1
-                    && sessions.iter().all(|s| s["state"] == "Established")
+                sessions.len() == NODES - 1 && sessions.iter().all(|s| s["state"] == "Established")
             })
         })
     })?;
@@ -123,7 +122,10 @@ fn block_propagation(artifacts: &Artifacts) -> Result<Vec<Latency>> {
     }
     Ok(vec![
         Latency::of("CNI ADD start → every other node's BPF route map", to_maps),
-        Latency::of("CNI ADD start → every other node's kernel (BGP)", to_kernels),
+        Latency::of(
+            "CNI ADD start → every other node's kernel (BGP)",
+            to_kernels,
+        ),
     ])
 }
 
@@ -133,10 +135,14 @@ fn holds(maps: &DataplaneMaps, block: &Ipv4Net) -> bool {
 
 fn kernel_has_bird_route(netns: &str, block: &Ipv4Net) -> bool {
     let block = block.to_string();
-    nsenter_command(netns, "ip", &["-4", "route", "show", "proto", "bird", &block])
-        .stderr(Stdio::null())
-        .output()
-        .is_ok_and(|out| !out.stdout.is_empty())
+    nsenter_command(
+        netns,
+        "ip",
+        &["-4", "route", "show", "proto", "bird", &block],
+    )
+    .stderr(Stdio::null())
+    .output()
+    .is_ok_and(|out| !out.stdout.is_empty())
 }
 
 /// Seconds until 10k kernel routes (`proto bird`) are in the map, then until they are gone.

@@ -115,6 +115,11 @@ struct RunArgs {
     /// The bird binary that checks a configuration before it is installed.
     #[arg(long, default_value = "bird")]
     bird_binary: PathBuf,
+    /// Run BIRD as a child of the agent (restarted whenever it exits, with graceful restart
+    /// recovery), for a deployment where the agent's container is also BIRD's. Without it,
+    /// BIRD is expected to run on its own with --bird-config and --bird-socket.
+    #[arg(long, requires = "bird_config")]
+    run_bird: bool,
     /// Directory of mounted secrets (<dir>/<secret name>/<key>) holding BGP passwords.
     #[arg(long, env = "TORTIE_BGP_SECRETS_DIR")]
     bgp_secrets_dir: Option<PathBuf>,
@@ -184,6 +189,7 @@ fn main() -> std::process::ExitCode {
                         socket_path: args.bird_socket,
                         bird_binary: args.bird_binary,
                         secrets_dir: args.bgp_secrets_dir,
+                        supervise: args.run_bird,
                     }),
                 })
                 .await

@@ -23,6 +23,9 @@ pub struct BirdSettings {
     pub bird_binary: PathBuf,
     /// Mounted secrets (`<dir>/<secret>/<key>`) holding BGP passwords.
     pub secrets_dir: Option<PathBuf>,
+    /// Whether the agent runs BIRD itself ([`BirdSupervisor`]) rather than finding it
+    /// running.
+    pub supervise: bool,
 }
 
 /// Renders and applies BIRD's configuration for one node.
@@ -101,5 +104,94 @@ impl BirdSync {
             inputs.secrets = Box::new(SecretsDir::new(dir));
         }
         inputs
+    }
+}
+
+/// Keeps a BIRD running for this node (`tortie-agent run --run-bird`): the deployment where
+/// the agent's container is also BIRD's. BIRD starts once its configuration exists, with
+/// graceful restart recovery (`-R`) whenever an earlier BIRD's routes may still be in the
+/// kernel (a restart, or an agent that finds such routes when it starts), and is started
+/// again (after a pause that grows up to [`MAX_BACKOFF`]) whenever it exits. It is stopped
+/// with the agent: a dead agent must not leave a BIRD nobody reconfigures.
+pub struct BirdSupervisor {
+    settings: BirdSettings,
+    child: Option<tokio::process::Child>,
+    /// Whether the next start recovers (`-R`).
+    recover: bool,
+    next_start: tokio::time::Instant,
+    backoff: std::time::Duration,
+}
+
+/// Longest pause between two restarts of a BIRD that keeps exiting.
+pub const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(30);
+const FIRST_BACKOFF: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl BirdSupervisor {
+    /// A supervisor for the BIRD `settings` describe; nothing runs until [`Self::tend`].
+    /// `earlier_routes`: the kernel holds routes an earlier BIRD installed, so even the first
+    /// start recovers them rather than pruning them before the sessions are back.
+    pub fn new(settings: BirdSettings, earlier_routes: bool) -> Self {
+        Self {
+            settings,
+            child: None,
+            recover: earlier_routes,
+            next_start: tokio::time::Instant::now(),
+            backoff: FIRST_BACKOFF,
+        }
+    }
+
+    /// Starts BIRD if it is not running and may be (re)started now; notes an exit.
+    pub fn tend(&mut self) {
+        if let Some(child) = &mut self.child {
+            match child.try_wait() {
+                Ok(None) => return,
+                Ok(Some(status)) => {
+                    tracing::warn!(%status, "BIRD exited; starting it again in {:?}", self.backoff);
+                    self.next_start = tokio::time::Instant::now() + self.backoff;
+                    self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                    self.child = None;
+                }
+                Err(error) => {
+                    tracing::warn!("cannot check on BIRD: {error}");
+                    return;
+                }
+            }
+        }
+        if tokio::time::Instant::now() < self.next_start || !self.settings.config_path.exists() {
+            return;
+        }
+        let mut command = tokio::process::Command::new(&self.settings.bird_binary);
+        command
+            .arg("-f")
+            .arg("-c")
+            .arg(&self.settings.config_path)
+            .arg("-s")
+            .arg(&self.settings.socket_path)
+            .kill_on_drop(true);
+        if self.recover {
+            command.arg("-R");
+        }
+        match command.spawn() {
+            Ok(child) => {
+                tracing::info!(pid = child.id(), recovering = self.recover, "BIRD started");
+                self.recover = true;
+                self.child = Some(child);
+            }
+            Err(error) => {
+                tracing::error!(
+                    binary = %self.settings.bird_binary.display(),
+                    "cannot start BIRD: {error}; is bird2 installed?"
+                );
+                self.next_start = tokio::time::Instant::now() + self.backoff;
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+
+    /// Whether BIRD has stayed up long enough that the next exit starts the pauses afresh.
+    pub fn settle(&mut self) {
+        if self.child.is_some() && tokio::time::Instant::now() > self.next_start + MAX_BACKOFF {
+            self.backoff = FIRST_BACKOFF;
+        }
     }
 }
