@@ -36,6 +36,9 @@ pub enum Counter {
     ConntrackRelated = 11,
     /// A tracked flow re-checked against changed policy and still allowed.
     ConntrackRechecked = 12,
+    /// A drop that could not be reported in `TORTIE_EVENTS` (the ring buffer was full:
+    /// nobody reads it, or not fast enough). The drop itself is counted under its reason.
+    EventsLost = 13,
     /// Dropped: truncated or inconsistent headers.
     DropMalformed = 16,
     /// Dropped: the pod sent from an address that is not its own.
@@ -69,7 +72,7 @@ pub enum Counter {
 
 impl Counter {
     /// Every counter, in index order, for userspace listings.
-    pub const ALL: [Counter; 27] = [
+    pub const ALL: [Counter; 28] = [
         Counter::ForwardedLocal,
         Counter::PassedToHost,
         Counter::ArpReplied,
@@ -83,6 +86,7 @@ impl Counter {
         Counter::ConntrackHit,
         Counter::ConntrackRelated,
         Counter::ConntrackRechecked,
+        Counter::EventsLost,
         Counter::DropMalformed,
         Counter::DropSpoofedSource,
         Counter::DropUnknownWorkload,
@@ -115,6 +119,7 @@ impl Counter {
             Counter::ConntrackHit => "conntrack_hit",
             Counter::ConntrackRelated => "conntrack_related",
             Counter::ConntrackRechecked => "conntrack_rechecked",
+            Counter::EventsLost => "events_lost",
             Counter::DropMalformed => "drop_malformed",
             Counter::DropSpoofedSource => "drop_spoofed_source",
             Counter::DropUnknownWorkload => "drop_unknown_workload",

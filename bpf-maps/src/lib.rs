@@ -10,6 +10,7 @@
 #![no_std]
 
 pub mod counters;
+pub mod events;
 pub mod pins;
 pub mod policy;
 
@@ -51,8 +52,15 @@ pub mod map_names {
     /// Per-CPU array: packets decided by each policy rule, indexed by
     /// [`crate::policy::PolicyValue::rule`].
     pub const RULE_HITS: &str = "TORTIE_RULEHITS";
+    /// Ring buffer of [`crate::events::FlowEvent`]s (drops), read by `tortiectl flows`.
+    pub const EVENTS: &str = "TORTIE_EVENTS";
+    /// Hash: rule id → [`crate::events::RuleName`], what each policy rule id stands for.
+    pub const RULE_NAMES: &str = "TORTIE_RULENAME";
+    /// Per-CPU scratch: the rule of the last policy denial on this CPU, read when the drop
+    /// is reported (the verdict carries only its reason).
+    pub const LAST_RULE: &str = "TORTIE_LASTRULE";
     /// Every map the agent pins, in creation order.
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 15] = [
         ROUTES,
         IFACES,
         COUNTERS,
@@ -65,6 +73,9 @@ pub mod map_names {
         CONNTRACK,
         FRAGMENTS,
         RULE_HITS,
+        EVENTS,
+        RULE_NAMES,
+        LAST_RULE,
     ];
 }
 
@@ -105,6 +116,8 @@ pub mod capacity {
     pub const FRAGMENTS: u32 = 1 << 13;
     /// Distinct policy rules.
     pub const RULE_HITS: u32 = 1 << 16;
+    /// Bytes of the events ring buffer (a power of two, a multiple of the page size).
+    pub const EVENTS_BYTES: u32 = 1 << 18;
 }
 
 /// Destination key of [`map_names::ROUTES`] (the data part of an LPM key): IPv4 address in

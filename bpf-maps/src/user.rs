@@ -26,6 +26,8 @@ unsafe impl aya::Pod for super::policy::CtKey {}
 unsafe impl aya::Pod for super::policy::CtValue {}
 unsafe impl aya::Pod for super::policy::FragmentKey {}
 unsafe impl aya::Pod for super::policy::FragmentValue {}
+unsafe impl aya::Pod for super::events::FlowEvent {}
+unsafe impl aya::Pod for super::events::RuleName {}
 
 /// Every entry of `map` (a hash of `capacity` entries), deduplicated. The walk is bounded:
 /// entries deleted or evicted under it (by the programs, the LRU or expiry) make the kernel

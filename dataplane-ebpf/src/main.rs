@@ -11,6 +11,7 @@
 
 mod arp;
 mod conntrack;
+mod events;
 mod flow;
 mod forward;
 mod headers;
@@ -23,6 +24,7 @@ mod verdict;
 mod workload;
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
+use bpf_maps::events::hook;
 use verdict::finish;
 
 /// Ingress of a host-side workload interface: everything a pod sends starts here.
@@ -30,26 +32,34 @@ use verdict::finish;
 pub fn tortie_from_wep(ctx: TcContext) -> i32 {
     // SAFETY: the context pointer is valid for the whole program run.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    finish(workload::from_workload(&ctx, ifindex))
+    finish(
+        &ctx,
+        hook::FROM_WORKLOAD,
+        workload::from_workload(&ctx, ifindex),
+    )
 }
 
 /// Egress of a host-side workload interface: traffic the host stack sends into a pod.
 #[classifier]
 pub fn tortie_to_wep(ctx: TcContext) -> i32 {
-    finish(workload::to_workload(&ctx))
+    finish(&ctx, hook::TO_WORKLOAD, workload::to_workload(&ctx))
 }
 
 /// Ingress of the host uplink: tunnels from other nodes, plain traffic for local pods,
 /// natOutgoing replies.
 #[classifier]
 pub fn tortie_from_hep(ctx: TcContext) -> i32 {
-    finish(host_iface::from_host_iface(&ctx))
+    finish(
+        &ctx,
+        hook::FROM_HOST_IFACE,
+        host_iface::from_host_iface(&ctx),
+    )
 }
 
 /// Egress of the host uplink: the host's own packets to pods behind a tunnel.
 #[classifier]
 pub fn tortie_to_hep(ctx: TcContext) -> i32 {
-    finish(host_iface::to_host_iface(&ctx))
+    finish(&ctx, hook::TO_HOST_IFACE, host_iface::to_host_iface(&ctx))
 }
 
 /// Does nothing: the floor that benchmarks measure the other programs against. Never attached.

@@ -3,11 +3,13 @@
 
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
-    btf_maps::{lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
+    btf_maps::{lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
     macros::btf_map,
 };
 use bpf_maps::{
-    capacity, node_flags,
+    capacity,
+    events::{FlowEvent, RuleName},
+    node_flags,
     policy::{CtKey, CtValue, FragmentKey, FragmentValue, IpCacheValue, PolicyKey, PolicyValue},
     Counter, IfaceKey, IfaceValue, NatKey, NatValue, NodeConfig, RouteAddr, RouteValue,
     COUNTER_SLOTS,
@@ -63,6 +65,21 @@ pub static TORTIE_CT: LruHashMap<CtKey, CtValue, { capacity::CONNTRACK as usize 
 #[btf_map]
 pub static TORTIE_FRAGS: LruHashMap<FragmentKey, FragmentValue, { capacity::FRAGMENTS as usize }> =
     LruHashMap::new();
+
+#[btf_map]
+pub static TORTIE_EVENTS: RingBuf<FlowEvent, { capacity::EVENTS_BYTES as usize }> = RingBuf::new();
+
+/// Written by the agent, read by `tortiectl` and `bpftool`; never by the programs.
+#[btf_map]
+pub static TORTIE_RULENAME: HashMap<
+    u32,
+    RuleName,
+    { capacity::RULE_HITS as usize },
+    { BPF_F_NO_PREALLOC as usize },
+> = HashMap::new();
+
+#[btf_map]
+pub static TORTIE_LASTRULE: PerCpuArray<u32, 1> = PerCpuArray::new();
 
 #[btf_map]
 pub static TORTIE_RULEHITS: PerCpuArray<u64, { capacity::RULE_HITS as usize }> = PerCpuArray::new();

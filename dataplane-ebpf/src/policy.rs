@@ -20,7 +20,7 @@ use bpf_maps::{
 };
 
 use crate::{
-    conntrack,
+    conntrack, events,
     flow::{self, Flow},
     headers::IPPROTO_ICMP,
     maps::{
@@ -120,11 +120,13 @@ fn judge(endpoint: u32, dir: u8, peer: [u8; 4], flow: &Flow) -> Result<(), ()> {
             if entry.verdict == verdict::ALLOW {
                 Ok(())
             } else {
+                events::note_denying_rule(entry.rule);
                 Err(())
             }
         }
         None => {
             count_rule(RULE_DEFAULT_DENY);
+            events::note_denying_rule(RULE_DEFAULT_DENY);
             Err(())
         }
     }

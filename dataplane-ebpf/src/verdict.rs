@@ -3,10 +3,11 @@
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
     helpers::generated::{bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer},
+    programs::TcContext,
 };
 use bpf_maps::Counter;
 
-use crate::maps::count;
+use crate::{events::report_drop, maps::count};
 
 /// What a program decided for a packet.
 pub enum Verdict {
@@ -23,17 +24,29 @@ pub enum Verdict {
     RedirectNeigh { ifindex: u32, counter: Counter },
 }
 
-/// Applies `verdict`: counts it and returns the TC action code.
+/// Applies `verdict` of the program at `hook`: counts it, reports a drop, and returns the TC
+/// action code.
 #[inline(always)]
-pub fn finish(verdict: Verdict) -> i32 {
+pub fn finish(ctx: &TcContext, hook: u8, verdict: Verdict) -> i32 {
+    let action = apply(verdict);
+    if let Err(reason) = action {
+        report_drop(ctx, hook, reason);
+        return TC_ACT_SHOT;
+    }
+    action.unwrap_or(TC_ACT_SHOT)
+}
+
+/// The TC action for `verdict` after counting it, or the drop reason.
+#[inline(always)]
+fn apply(verdict: Verdict) -> Result<i32, Counter> {
     match verdict {
         Verdict::Pass(counter) => {
             count(counter);
-            TC_ACT_OK
+            Ok(TC_ACT_OK)
         }
         Verdict::Drop(counter) => {
             count(counter);
-            TC_ACT_SHOT
+            Err(counter)
         }
         Verdict::RedirectPeer { ifindex, counter } => {
             // SAFETY: plain helper call; the kernel validates the ifindex.
@@ -54,12 +67,12 @@ pub fn finish(verdict: Verdict) -> i32 {
 }
 
 #[inline(always)]
-fn redirected(action: i64, counter: Counter) -> i32 {
+fn redirected(action: i64, counter: Counter) -> Result<i32, Counter> {
     if action == TC_ACT_SHOT as i64 {
         count(Counter::DropRedirectFailed);
-        TC_ACT_SHOT
+        Err(Counter::DropRedirectFailed)
     } else {
         count(counter);
-        action as i32
+        Ok(action as i32)
     }
 }

@@ -5,7 +5,11 @@ mod common;
 
 use common::object;
 
-use bpf_maps::{program_names, Counter};
+use aya::maps::RingBuf;
+use bpf_maps::{
+    events::{event_kind, hook, l3, FlowEvent},
+    map_names, program_names, Counter,
+};
 use tortie::{
     model::ClusterConfig,
     packets::{self, checksum, ethernet},
@@ -139,6 +143,26 @@ fn spoofed_source_is_dropped_and_counted() {
     assert_eq!(out.action, TC_ACT_SHOT);
     assert_eq!(counter(&runner, Counter::DropSpoofedSource), 1);
     assert_eq!(counter(&runner, Counter::ForwardedLocal), 0);
+
+    // The drop is reported in the events ring buffer, with what `tortiectl flows` shows.
+    let map = runner.map_mut(map_names::EVENTS).unwrap();
+    let mut ring = RingBuf::try_from(map).unwrap();
+    let item = ring.next().expect("a drop event");
+    assert_eq!(item.len(), std::mem::size_of::<FlowEvent>());
+    // SAFETY: a FlowEvent's bytes, length checked above.
+    let event: FlowEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+    assert_eq!(event.kind, event_kind::DROP);
+    assert_eq!(event.l3, l3::IPV4);
+    assert_eq!(event.hook, hook::FROM_WORKLOAD);
+    assert_eq!(event.reason, Counter::DropSpoofedSource as u32);
+    assert_eq!((event.src, event.dst), ([10, 65, 0, 99], POD_B));
+    assert_eq!(
+        (event.protocol, event.dst_port),
+        (1, 8 << 8),
+        "ICMP echo request"
+    );
+    drop(item);
+    assert!(ring.next().is_none(), "one drop, one event");
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! dataplane's pinned eBPF maps on a node ([`bpf`]).
 
 pub mod bpf;
+pub mod flows;
 pub mod ipam;
 pub mod label;
 pub mod node;

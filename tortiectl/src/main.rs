@@ -123,6 +123,9 @@ enum Command {
     },
     /// Inspect this node's eBPF dataplane maps (needs root).
     Bpf(tortiectl::bpf::BpfArgs),
+    /// Packets the dataplane dropped on this node, with the reason (and the policy rule),
+    /// like a flow log (needs root).
+    Flows(tortiectl::flows::FlowsArgs),
     /// This node's BGP sessions (`node status`), read from BIRD.
     Node(tortiectl::node::NodeArgs),
     /// IP address management.
@@ -239,6 +242,7 @@ async fn run(cli: Cli) -> Result<()> {
             print!("{}", tortiectl::bpf::run(&args)?);
             Ok(())
         }
+        Command::Flows(args) => tortiectl::flows::run(&args),
         Command::Node(args) => {
             print!("{}", tortiectl::node::run(&args)?);
             Ok(())

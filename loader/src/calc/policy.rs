@@ -10,7 +10,11 @@ use std::{
     sync::Arc,
 };
 
-use bpf_maps::{iface_flags, policy::IpCacheValue};
+use bpf_maps::{
+    events::RuleName,
+    iface_flags,
+    policy::{IpCacheValue, RULE_DEFAULT_DENY, RULE_PROFILE_ALLOW},
+};
 use ipnet::Ipv4Net;
 use tortie_policy::{
     compile, CompiledPolicy, IdentityAllocator, OrderedPolicyKey, PolicyInputs, RuleAllocator,
@@ -72,6 +76,8 @@ pub struct PolicyTables {
     pub ipcache: BTreeMap<Ipv4Net, IpCacheValue>,
     /// Policy entries by (prefix length, key).
     pub entries: PolicyEntries,
+    /// What each rule id stands for, for drop reports and dumps (`TORTIE_RULENAME`).
+    pub rule_names: BTreeMap<u32, RuleName>,
 }
 
 impl PolicyTables {
@@ -92,6 +98,7 @@ impl PolicyTables {
                 })
                 .collect(),
             entries: compiled.entries.clone(),
+            rule_names: rule_names(compiled),
         })
     }
 }
@@ -99,6 +106,29 @@ impl PolicyTables {
 /// Adds a compilation to `desired`: its tables, and the policed flags of interfaces the
 /// dataplane knows (an interface without an entry is not forwarded for at all, so it needs
 /// no flag).
+/// `Deny NetworkPolicy shop/web spec.ingress[0]` per rule id, and the reserved ones.
+fn rule_names(compiled: &CompiledPolicy) -> BTreeMap<u32, RuleName> {
+    let mut names: BTreeMap<u32, RuleName> = compiled
+        .rules
+        .iter()
+        .map(|(id, info)| {
+            (
+                *id,
+                RuleName::new(&format!("{:?} {}", info.action, info.key)),
+            )
+        })
+        .collect();
+    names.insert(
+        RULE_DEFAULT_DENY,
+        RuleName::new("default deny: policies select the endpoint and none allowed the flow"),
+    );
+    names.insert(
+        RULE_PROFILE_ALLOW,
+        RuleName::new("profile allow: no policy selects the endpoint"),
+    );
+    names
+}
+
 pub fn add_to_desired(
     desired: &mut DesiredState,
     compiled: &CompiledPolicy,

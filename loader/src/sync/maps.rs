@@ -9,6 +9,7 @@ use aya::{
     Ebpf,
 };
 use bpf_maps::{
+    events::RuleName,
     map_names,
     policy::{IpCacheValue, PolicyValue},
     Counter, IfaceKey, IfaceValue, NatKey, NatValue, NodeConfig, RouteAddr, RouteValue,
@@ -37,6 +38,7 @@ pub struct DataplaneMaps {
     nat: HashMap<MapData, NatKey, NatValue>,
     ipcache: IpCacheMaps,
     policy: PolicyMaps,
+    rule_names: HashMap<MapData, u32, RuleName>,
     /// The policy tables last written in full; the same tables again need no map reads.
     applied_policy: Option<Arc<PolicyTables>>,
 }
@@ -62,6 +64,7 @@ impl DataplaneMaps {
                 exact: HashMap::try_from(take(map_names::POLICY_EXACT)?)?,
                 prefixes: LpmTrie::try_from(take(map_names::POLICY)?)?,
             },
+            rule_names: HashMap::try_from(take(map_names::RULE_NAMES)?)?,
             applied_policy: None,
         })
     }
@@ -88,6 +91,7 @@ impl DataplaneMaps {
                 exact: HashMap::try_from(open(map_names::POLICY_EXACT)??)?,
                 prefixes: LpmTrie::try_from(open(map_names::POLICY)??)?,
             },
+            rule_names: HashMap::try_from(open(map_names::RULE_NAMES)??)?,
             applied_policy: None,
         })
     }
@@ -138,6 +142,19 @@ impl DataplaneMaps {
                 .context("writing a policy entry")?;
         }
         let policy_changed = !(ipcache_diff.is_empty() && policy_diff.is_empty());
+        // Names only describe rules: written with the verdicts, no epoch change of their own.
+        if !unchanged {
+            let names_diff = diff(&collect(self.rule_names.iter())?, &tables.rule_names);
+            for (rule, name) in &names_diff.upserts {
+                self.rule_names
+                    .insert(rule, name, 0)
+                    .with_context(|| format!("writing the name of rule {rule}"))?;
+            }
+            for rule in &names_diff.removals {
+                ignore_missing(self.rule_names.remove(rule))
+                    .with_context(|| format!("removing the name of rule {rule}"))?;
+            }
+        }
 
         let current_ifaces = collect(self.ifaces.iter())?;
         let iface_diff = diff(&current_ifaces, &desired.ifaces);

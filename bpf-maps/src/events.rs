@@ -1,0 +1,115 @@
+//! Flow events: what the programs report about single packets through the ring buffer
+//! [`crate::map_names::EVENTS`], for `tortiectl flows`.
+//!
+//! Only drops are reported. A drop already costs the packet; one ring-buffer write more is
+//! bounded (a reservation and a copy of [`FlowEvent`]). When nobody reads, the buffer fills,
+//! further writes fail at once, and [`crate::Counter`] still counts every drop.
+
+/// [`FlowEvent::kind`] values.
+pub mod event_kind {
+    /// A packet was dropped; [`super::FlowEvent::reason`] says why.
+    pub const DROP: u8 = 1;
+}
+
+/// [`FlowEvent::l3`] values.
+pub mod l3 {
+    /// Not one of the below (or no Ethernet header).
+    pub const OTHER: u8 = 0;
+    /// IPv4: addresses and ports are filled in.
+    pub const IPV4: u8 = 4;
+    /// IPv6.
+    pub const IPV6: u8 = 6;
+    /// ARP.
+    pub const ARP: u8 = 8;
+}
+
+/// Which program saw the packet ([`FlowEvent::hook`]).
+pub mod hook {
+    /// `tortie_from_wep`: leaving a pod.
+    pub const FROM_WORKLOAD: u8 = 1;
+    /// `tortie_to_wep`: entering a pod from the host stack.
+    pub const TO_WORKLOAD: u8 = 2;
+    /// `tortie_from_hep`: arriving from the fabric.
+    pub const FROM_HOST_IFACE: u8 = 3;
+    /// `tortie_to_hep`: the host's own traffic leaving.
+    pub const TO_HOST_IFACE: u8 = 4;
+}
+
+/// One record of [`crate::map_names::EVENTS`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowEvent {
+    /// `bpf_ktime_get_ns` when the packet was seen (monotonic clock).
+    pub timestamp_ns: u64,
+    /// [`event_kind`].
+    pub kind: u8,
+    /// [`hook`].
+    pub hook: u8,
+    /// IP protocol number (0 when the packet was not IPv4 or too short to tell).
+    pub protocol: u8,
+    /// The frame's EtherType class: [`l3::IPV4`], [`l3::IPV6`], [`l3::ARP`] or
+    /// [`l3::OTHER`]. Addresses and ports are filled in for IPv4 only.
+    pub l3: u8,
+    /// The [`crate::Counter`] the packet was counted under: the drop reason.
+    pub reason: u32,
+    /// The interface the program ran on.
+    pub ifindex: u32,
+    /// For policy drops, the rule that decided ([`crate::map_names::RULE_NAMES`] names it);
+    /// otherwise 0.
+    pub rule: u32,
+    /// Source address (network byte order).
+    pub src: [u8; 4],
+    /// Destination address (network byte order).
+    pub dst: [u8; 4],
+    /// Source port (host byte order; ICMP: 0).
+    pub src_port: u16,
+    /// Destination port (host byte order; ICMP: type << 8 | code).
+    pub dst_port: u16,
+    /// The packet's length on the wire.
+    pub len: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<FlowEvent>() == 40);
+
+/// Bytes of [`RuleName::text`].
+pub const RULE_NAME_LEN: usize = 124;
+
+/// Value of [`crate::map_names::RULE_NAMES`]: what a rule id stands for, as text
+/// (`Deny NetworkPolicy shop/web spec.ingress[0]`), so that events and `bpftool` name rules.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuleName {
+    /// Bytes of UTF-8 used in `text`.
+    pub len: u32,
+    /// The text, zero-padded.
+    pub text: [u8; RULE_NAME_LEN],
+}
+
+impl Default for RuleName {
+    fn default() -> Self {
+        Self {
+            len: 0,
+            text: [0; RULE_NAME_LEN],
+        }
+    }
+}
+
+impl RuleName {
+    /// `text`, cut at a character boundary to fit.
+    pub fn new(text: &str) -> Self {
+        let mut end = text.len().min(RULE_NAME_LEN);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mut name = Self::default();
+        name.text[..end].copy_from_slice(&text.as_bytes()[..end]);
+        name.len = end as u32;
+        name
+    }
+
+    /// The text (empty if it is not valid UTF-8).
+    pub fn as_str(&self) -> &str {
+        let len = (self.len as usize).min(RULE_NAME_LEN);
+        core::str::from_utf8(&self.text[..len]).unwrap_or("")
+    }
+}
