@@ -322,7 +322,6 @@ mod tests {
             src_port: 40000,
             dst_port: 80,
             len: 74,
-            ..FlowEvent::default()
         };
         let names = BTreeMap::from([(17, "Deny NetworkPolicy shop/web spec.ingress[0]".into())]);
         let row = row_of(&event, &names);
