@@ -31,6 +31,7 @@ use crate::{
         policy::{PolicyAllocators, PolicyTables},
         CalcInputs, HostInterface,
     },
+    metrics::{self, MetricsSources, SharedHealth},
     model::{parse_cluster, parse_endpoints, ClusterConfig, LocalEndpoint, PolicyInputs},
     source::{ConnectionState, DatastoreSource, DatastoreSourceConfig, Inputs},
     sync::{
@@ -67,6 +68,8 @@ pub struct AgentConfig {
     pub resync_interval: Duration,
     /// BIRD, when this node speaks BGP (its configuration is rendered from the datastore).
     pub bird: Option<BirdSettings>,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz`; not served when `None`.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// `--datastore-type`: where the agent's inputs come from.
@@ -194,6 +197,25 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         .bird
         .clone()
         .map(|settings| BirdSync::new(&config.node_name, settings));
+    let health: SharedHealth = Arc::default();
+    if let Some(addr) = config.metrics_addr {
+        let datastore = match &inputs {
+            InputSource::Datastore { source, .. } => Some(source.state()),
+            InputSource::Files { .. } => None,
+        };
+        metrics::serve(
+            addr,
+            MetricsSources {
+                health: Arc::clone(&health),
+                maps_dir: load::maps_dir(&config.pin_root),
+                datastore,
+                bird_socket: config.bird.as_ref().map(|bird| bird.socket_path.clone()),
+                // Three missed resyncs, and never less than ten seconds.
+                stale_after: (config.resync_interval * 3).max(Duration::from_secs(10)),
+            },
+        )
+        .await?;
+    }
     let mut agent = Agent {
         inputs,
         config,
@@ -204,6 +226,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         policy_allocators: PolicyAllocators::default(),
         compiled: None,
         bird,
+        health: Arc::clone(&health),
     };
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -225,12 +248,18 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     agent.refresh_inputs();
     agent.attach_existing().await?;
     agent.sync().await.context("first sync of the dataplane")?;
+    {
+        let mut health = agent.health.lock().unwrap_or_else(|p| p.into_inner());
+        health.syncs += 1;
+        health.in_sync = true;
+        health.last_loop = std::time::Instant::now();
+    }
     if let Some(ready) = &agent.config.ready_file {
         std::fs::write(ready, b"ready\n")
             .with_context(|| format!("writing ready file {}", ready.display()))?;
     }
     tracing::info!(node = %agent.config.node_name, pin_root = %agent.config.pin_root.display(), "dataplane ready");
-    spawn_conntrack_gc(&agent.config.pin_root)?;
+    spawn_conntrack_gc(&agent.config.pin_root, Arc::clone(&health))?;
 
     let mut bird_supervisor = match agent.config.bird.clone().filter(|s| s.supervise) {
         Some(settings) => {
@@ -282,7 +311,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
 
 /// Expires idle conntrack and natOutgoing entries every [`conntrack_gc::INTERVAL`], on the
 /// blocking pool (a sweep walks whole maps), for as long as the agent runs.
-fn spawn_conntrack_gc(pin_root: &Path) -> Result<()> {
+fn spawn_conntrack_gc(pin_root: &Path, health: SharedHealth) -> Result<()> {
     let mut gc = ConntrackGc::open_pinned(&load::maps_dir(pin_root), CtTimeouts::default())
         .context("opening the conntrack maps for expiry")?;
     tokio::spawn(async move {
@@ -304,6 +333,13 @@ fn spawn_conntrack_gc(pin_root: &Path) -> Result<()> {
                 }
             };
             gc = returned;
+            if let Ok(stats) = &stats {
+                if let Ok(mut health) = health.lock() {
+                    health.conntrack_entries =
+                        Some(stats.conntrack_seen - stats.conntrack_removed.total());
+                    health.nat_entries = Some(stats.nat_seen - stats.nat_removed.total());
+                }
+            }
             match stats {
                 Ok(stats) if stats.conntrack_removed.total() + stats.nat_removed.total() > 0 => {
                     tracing::info!("conntrack expiry: {stats}")
@@ -446,6 +482,8 @@ struct Agent {
     compiled: Option<LastCompilation>,
     /// BIRD's configuration, when this node speaks BGP.
     bird: Option<BirdSync>,
+    /// What the endpoints of `--metrics-addr` report.
+    health: SharedHealth,
 }
 
 impl Agent {
@@ -506,10 +544,31 @@ impl Agent {
     }
 
     async fn sync_logged(&mut self) {
-        if let Err(error) = self.sync().await {
+        let started = std::time::Instant::now();
+        let result = self.sync().await;
+        let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        health.syncs += 1;
+        health.in_sync = result.is_ok();
+        health.last_sync = Some((started.elapsed(), result.is_ok()));
+        health.last_loop = std::time::Instant::now();
+        if let Err(error) = result {
+            health.sync_errors += 1;
             // The next tick retries; the dataplane keeps its last good state meanwhile.
             tracing::error!("sync failed: {error:#}");
         }
+    }
+
+    /// Notes how many entries each map holds now, for `/metrics`.
+    fn record_entries(&self, desired: &calc::DesiredState) {
+        let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        let tables = &desired.policy;
+        health.map_entries = std::collections::BTreeMap::from([
+            (bpf_maps::map_names::ROUTES, desired.routes.len()),
+            (bpf_maps::map_names::IFACES, desired.ifaces.len()),
+            (bpf_maps::map_names::IPCACHE, tables.ipcache.len()),
+            (bpf_maps::map_names::POLICY, tables.entries.len()),
+            (bpf_maps::map_names::RULE_NAMES, tables.rule_names.len()),
+        ]);
     }
 
     /// Recomputes the desired state from scratch and applies the difference.
@@ -589,6 +648,7 @@ impl Agent {
             tracing::warn!("{warning}");
         }
         let stats = self.maps.apply(&desired)?;
+        self.record_entries(&desired);
         netlink::sync_kernel_routes(&self.netlink, &routes, &desired.kernel_routes).await?;
         if let (Some(bird), Some(inputs)) = (&mut self.bird, self.inputs.policy()) {
             // BGP trouble must not hold up the dataplane: logged, retried on the next sync.

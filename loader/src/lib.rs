@@ -14,6 +14,7 @@
 
 pub mod agent;
 pub mod calc;
+pub mod metrics;
 pub mod model;
 pub mod packets;
 pub mod source;

@@ -236,6 +236,9 @@ pub fn run_command(node: &Node, artifacts: &Artifacts) -> Command {
         NODE_UPLINK,
         "--ready-file",
         &ready,
+        // Each node has its own loopback: the same address on every node.
+        "--metrics-addr",
+        crate::spec::AGENT_METRICS_ADDR,
     ];
     match &node.etcd_endpoints {
         Some(endpoints) => {

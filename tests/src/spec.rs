@@ -40,6 +40,8 @@ pub const HOST_SIDE_MAC: &str = "ee:ee:ee:ee:ee:ee";
 pub const WORKLOAD_GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
 /// Kubernetes namespace of the lab's pods.
 pub const POD_NAMESPACE: &str = "default";
+/// Where each lab agent serves /metrics, /healthz and /readyz, inside its node's namespace.
+pub const AGENT_METRICS_ADDR: &str = "127.0.0.1:9091";
 /// MTU of the fabric: uplinks, bridges, router and external host. Pod interfaces get this
 /// minus the encapsulation overhead ([`Encap::overhead_bytes`]).
 pub const MTU: u32 = 1500;

@@ -23,6 +23,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "etcd-server",
     "etcd-client",
     "bird2",
+    "curl",
 ];
 
 /// bpf-linker must link against the same LLVM major as rustc (22 for the pinned toolchains).

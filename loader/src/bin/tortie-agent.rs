@@ -123,6 +123,10 @@ struct RunArgs {
     /// Directory of mounted secrets (<dir>/<secret name>/<key>) holding BGP passwords.
     #[arg(long, env = "TORTIE_BGP_SECRETS_DIR")]
     bgp_secrets_dir: Option<PathBuf>,
+    /// Serve Prometheus /metrics, /healthz and /readyz on this address (e.g. 0.0.0.0:9091);
+    /// off when not given.
+    #[arg(long, env = "TORTIE_METRICS_ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
     /// Seconds between re-reads of the inputs and re-checks of the dataplane.
     #[arg(long, default_value_t = 1.0)]
     resync_seconds: f64,
@@ -191,6 +195,7 @@ fn main() -> std::process::ExitCode {
                         secrets_dir: args.bgp_secrets_dir,
                         supervise: args.run_bird,
                     }),
+                    metrics_addr: args.metrics_addr,
                 })
                 .await
             }
