@@ -34,6 +34,7 @@ pub mod conformance;
 pub mod control_plane;
 pub mod convergence;
 pub mod counters;
+pub mod demo;
 pub mod endpoints;
 pub mod external_router;
 pub mod guard;

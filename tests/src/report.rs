@@ -39,6 +39,21 @@ impl Progress {
 
 /// The ping matrix: one row per source pod, one column per destination, ✓ or ✗.
 pub fn format_matrix(pods: &[&str], results: &[(String, String, bool)]) -> String {
+    format_matrix_colored(pods, results, false)
+}
+
+/// Whether output to stdout may use colour: a terminal, and `NO_COLOR` unset.
+pub fn stdout_has_color() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// [`format_matrix`], with replies in green and failures in red when `color`.
+pub fn format_matrix_colored(
+    pods: &[&str],
+    results: &[(String, String, bool)],
+    color: bool,
+) -> String {
     let outcome = |from: &str, to: &str| {
         results
             .iter()
@@ -61,16 +76,22 @@ pub fn format_matrix(pods: &[&str], results: &[(String, String, bool)]) -> Strin
     for from in pods {
         let _ = write!(out, "  {from:width$}");
         for to in pods {
-            let cell = if from == to {
-                "·"
+            let (cell, paint) = if from == to {
+                ("·", "")
             } else {
                 match outcome(from, to) {
-                    Some(true) => "✓",
-                    Some(false) => "✗",
-                    None => "?",
+                    Some(true) => ("✓", "\x1b[32m"),
+                    Some(false) => ("✗", "\x1b[31m"),
+                    None => ("?", ""),
                 }
             };
-            let _ = write!(out, " {cell:>width$}");
+            // Padding by hand: escape codes take no columns.
+            let _ = write!(out, " {:>pad$}", "", pad = width - 1);
+            if color && !paint.is_empty() {
+                let _ = write!(out, "{paint}{cell}\x1b[0m");
+            } else {
+                out.push_str(cell);
+            }
         }
         out.push('\n');
     }

@@ -9,7 +9,7 @@ use clap::{Subcommand, ValueEnum};
 use tortie_lab::probe::Protocol;
 use tortie_lab::spec::ContainerPort;
 use tortie_lab::{
-    harness, report, Artifacts, DatastoreMode, Encap, Lab, LabSpec, PodRequest, Topology,
+    demo, harness, report, Artifacts, DatastoreMode, Encap, Lab, LabSpec, PodRequest, Topology,
 };
 
 /// Lab subcommands.
@@ -229,7 +229,18 @@ fn up(spec: &LabSpec, build: impl FnOnce() -> Result<Artifacts>) -> Result<()> {
     require_root("lab up")?;
     spec.validate()?;
     let artifacts = build().context("building tortie for the lab")?;
-    let lab = Lab::up(spec, &artifacts)?;
+    let mut lab = Lab::up(spec, &artifacts)?;
+    let color = report::stdout_has_color();
+    let with_demo = lab.datastore() == DatastoreMode::Etcd;
+    if with_demo {
+        eprintln!(
+            "adding {ns}/{web} and {ns}/{db} through tortie-cni (the demo's second namespace)",
+            ns = demo::NAMESPACE,
+            web = demo::WEB,
+            db = demo::DB
+        );
+        demo::add_pods(&mut lab)?;
+    }
 
     eprintln!("checking connectivity: every pod pings every other pod and the external host once");
     let results = lab.connectivity_matrix();
@@ -237,7 +248,37 @@ fn up(spec: &LabSpec, build: impl FnOnce() -> Result<Artifacts>) -> Result<()> {
     if results.is_empty() {
         println!("fewer than two pods: no pairs to ping");
     } else {
-        println!("{}", report::format_matrix(&pods, &results));
+        println!("{}", report::format_matrix_colored(&pods, &results, color));
+    }
+    if with_demo && results.iter().all(|(_, _, ok)| *ok) {
+        eprintln!(
+            "applying the demo policy: only {ns}/{web} may reach {ns}/{db}\n{policy}",
+            ns = demo::NAMESPACE,
+            web = demo::WEB,
+            db = demo::DB,
+            policy = demo::POLICY
+        );
+        let after_policy = demo::apply_policy(&lab)?;
+        println!(
+            "with the policy ({} column: only {} gets in):\n{}",
+            demo::DB,
+            demo::WEB,
+            report::format_matrix_colored(&pods, &after_policy, color)
+        );
+        if let Some(db) = lab.pod(&format!("{}/{}", demo::NAMESPACE, demo::DB)) {
+            println!(
+                "why were they dropped? on {db}'s node:\n  cargo xtask lab exec{flag} {node} -- \
+                 tortiectl flows --pod {ns}/{db}\n",
+                db = demo::DB,
+                flag = if lab.name() == "lab" {
+                    String::new()
+                } else {
+                    format!(" --name {}", lab.name())
+                },
+                node = db.node,
+                ns = demo::NAMESPACE,
+            );
+        }
     }
     let external_ip = lab.external().ip.to_string();
     let external = lab.external_reachability();
