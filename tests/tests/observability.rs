@@ -201,6 +201,7 @@ fn the_agent_reports_metrics_health_and_readiness() {
     assert!(value("tortie_packets_total{counter=\"decapsulated\"}") >= 1.0);
     assert!(value("tortie_map_entries{map=\"TORTIE_ROUTES\"}") >= 3.0);
     assert_eq!(value("tortie_sync_errors_total"), 0.0);
+    every_inspection_command_answers(&lab, &server.node);
 
     // With etcd gone the node keeps forwarding but no longer knows it matches the datastore.
     ok(lab.stop_etcd());
@@ -219,4 +220,66 @@ fn the_agent_reports_metrics_health_and_readiness() {
     }
     assert_eq!(agent_http(&lab, &server.node, "/healthz").0, 200);
     assert!(ping(&lab, &client.name, &server.ip.to_string()));
+}
+
+/// Every `tortiectl bpf` view answers on a live node, as a table and as JSON, and every
+/// pinned map dumps with field names through `bpftool` (BTF).
+fn every_inspection_command_answers(lab: &Lab, node: &str) {
+    let views: [&[&str]; 10] = [
+        &["routes"],
+        &["endpoints"],
+        &["ifstate"],
+        &["ipcache"],
+        &["policy", "dump"],
+        &["conntrack", "dump"],
+        &["conntrack", "stats"],
+        &["counters"],
+        &["counters", "--rules"],
+        &["nat"],
+    ];
+    for view in views {
+        for format in ["table", "json"] {
+            let mut cmd = vec!["tortiectl", "bpf"];
+            cmd.extend_from_slice(view);
+            cmd.extend_from_slice(&["-o", format]);
+            let out = ok(lab.exec(node, &cmd));
+            assert!(
+                out.status.success(),
+                "`{}` failed: {}",
+                cmd.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if format == "json" {
+                let parsed: Result<Value, _> = serde_json::from_slice(&out.stdout);
+                assert!(parsed.is_ok(), "`{}` printed no JSON", cmd.join(" "));
+            }
+        }
+    }
+    let pin_root = lab.node(node).map(|n| n.pin_root.clone()).expect("node");
+    let maps_dir = pin_root
+        .join(bpf_maps::pins::MAPS_DIR)
+        .join(format!("v{}", bpf_maps::MAP_LAYOUT_VERSION));
+    for name in bpf_maps::map_names::ALL {
+        // A ring buffer has no entries to dump; `tortiectl flows` reads it.
+        if name == bpf_maps::map_names::EVENTS {
+            continue;
+        }
+        let path = maps_dir.join(name).display().to_string();
+        let out = std::process::Command::new("bpftool")
+            .args(["-j", "map", "dump", "pinned", &path])
+            .output()
+            .expect("bpftool");
+        assert!(
+            out.status.success(),
+            "bpftool cannot dump {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let entries: Value = serde_json::from_slice(&out.stdout).expect("bpftool JSON");
+        if let Some(first) = entries.as_array().and_then(|entries| entries.first()) {
+            assert!(
+                first.get("formatted").is_some(),
+                "{name} dumps without field names: {first}"
+            );
+        }
+    }
 }
