@@ -5,6 +5,7 @@ mod bgp_bench;
 mod build;
 mod cni_bench;
 mod lab;
+mod lab_file;
 mod policy_bench;
 mod setup;
 
