@@ -1,14 +1,22 @@
 //! Flow events: what the programs report about single packets through the ring buffer
 //! [`crate::map_names::EVENTS`], for `tortiectl flows`.
 //!
-//! Only drops are reported. A drop already costs the packet; one ring-buffer write more is
+//! Every drop is reported. A drop already costs the packet; one ring-buffer write more is
 //! bounded (a reservation and a copy of [`FlowEvent`]). When nobody reads, the buffer fills,
 //! further writes fail at once, and [`crate::Counter`] still counts every drop.
+//!
+//! Traces report every packet from or to chosen pod addresses, whatever became of it, while
+//! `tortiectl flows --trace` runs: it writes the addresses to [`crate::map_names::TRACE`]
+//! and a deadline to [`crate::map_names::TRACE_UNTIL`], and keeps pushing both forward. When
+//! the deadline passes (nobody traces, or the tracer died) a packet pays one array read.
 
 /// [`FlowEvent::kind`] values.
 pub mod event_kind {
     /// A packet was dropped; [`super::FlowEvent::reason`] says why.
     pub const DROP: u8 = 1;
+    /// A traced packet went on; [`super::FlowEvent::reason`] is what happened (the counter
+    /// it was counted under: forwarded, passed to the host, ...).
+    pub const TRACE: u8 = 2;
 }
 
 /// [`FlowEvent::l3`] values.

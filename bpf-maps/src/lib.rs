@@ -59,8 +59,12 @@ pub mod map_names {
     /// Per-CPU scratch: the rule of the last policy denial on this CPU, read when the drop
     /// is reported (the verdict carries only its reason).
     pub const LAST_RULE: &str = "TORTIE_LASTRULE";
+    /// Hash: traced IPv4 address → deadline (`bpf_ktime_get_ns`) after which it is not.
+    pub const TRACE: &str = "TORTIE_TRACE";
+    /// Single-entry array: the deadline of any tracing (0 or past: nobody traces).
+    pub const TRACE_UNTIL: &str = "TORTIE_TRACEON";
     /// Every map the agent pins, in creation order.
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 17] = [
         ROUTES,
         IFACES,
         COUNTERS,
@@ -76,6 +80,8 @@ pub mod map_names {
         EVENTS,
         RULE_NAMES,
         LAST_RULE,
+        TRACE,
+        TRACE_UNTIL,
     ];
 }
 
@@ -118,6 +124,8 @@ pub mod capacity {
     pub const RULE_HITS: u32 = 1 << 16;
     /// Bytes of the events ring buffer (a power of two, a multiple of the page size).
     pub const EVENTS_BYTES: u32 = 1 << 18;
+    /// Addresses traced at once.
+    pub const TRACE: u32 = 1 << 10;
 }
 
 /// Destination key of [`map_names::ROUTES`] (the data part of an LPM key): IPv4 address in

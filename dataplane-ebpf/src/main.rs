@@ -35,6 +35,7 @@ pub fn tortie_from_wep(ctx: TcContext) -> i32 {
     finish(
         &ctx,
         hook::FROM_WORKLOAD,
+        events::trace_start(&ctx, hook::FROM_WORKLOAD),
         workload::from_workload(&ctx, ifindex),
     )
 }
@@ -42,7 +43,12 @@ pub fn tortie_from_wep(ctx: TcContext) -> i32 {
 /// Egress of a host-side workload interface: traffic the host stack sends into a pod.
 #[classifier]
 pub fn tortie_to_wep(ctx: TcContext) -> i32 {
-    finish(&ctx, hook::TO_WORKLOAD, workload::to_workload(&ctx))
+    finish(
+        &ctx,
+        hook::TO_WORKLOAD,
+        events::trace_start(&ctx, hook::TO_WORKLOAD),
+        workload::to_workload(&ctx),
+    )
 }
 
 /// Ingress of the host uplink: tunnels from other nodes, plain traffic for local pods,
@@ -52,6 +58,7 @@ pub fn tortie_from_hep(ctx: TcContext) -> i32 {
     finish(
         &ctx,
         hook::FROM_HOST_IFACE,
+        events::trace_start(&ctx, hook::FROM_HOST_IFACE),
         host_iface::from_host_iface(&ctx),
     )
 }
@@ -59,7 +66,12 @@ pub fn tortie_from_hep(ctx: TcContext) -> i32 {
 /// Egress of the host uplink: the host's own packets to pods behind a tunnel.
 #[classifier]
 pub fn tortie_to_hep(ctx: TcContext) -> i32 {
-    finish(&ctx, hook::TO_HOST_IFACE, host_iface::to_host_iface(&ctx))
+    finish(
+        &ctx,
+        hook::TO_HOST_IFACE,
+        events::trace_start(&ctx, hook::TO_HOST_IFACE),
+        host_iface::to_host_iface(&ctx),
+    )
 }
 
 /// Does nothing: the floor that benchmarks measure the other programs against. Never attached.

@@ -82,6 +82,12 @@ pub static TORTIE_RULENAME: HashMap<
 pub static TORTIE_LASTRULE: PerCpuArray<u32, 1> = PerCpuArray::new();
 
 #[btf_map]
+pub static TORTIE_TRACE: HashMap<RouteAddr, u64, { capacity::TRACE as usize }> = HashMap::new();
+
+#[btf_map]
+pub static TORTIE_TRACEON: Array<u64, 1> = Array::new();
+
+#[btf_map]
 pub static TORTIE_RULEHITS: PerCpuArray<u64, { capacity::RULE_HITS as usize }> = PerCpuArray::new();
 
 /// Adds one to the hit count of policy rule `rule` on this CPU.

@@ -7,7 +7,11 @@ use aya_ebpf::{
 };
 use bpf_maps::Counter;
 
-use crate::{events::report_drop, maps::count};
+use crate::{
+    events::{finish_trace, report_drop},
+    maps::count,
+};
+use bpf_maps::events::FlowEvent;
 
 /// What a program decided for a packet.
 pub enum Verdict {
@@ -24,16 +28,36 @@ pub enum Verdict {
     RedirectNeigh { ifindex: u32, counter: Counter },
 }
 
-/// Applies `verdict` of the program at `hook`: counts it, reports a drop, and returns the TC
-/// action code.
-#[inline(always)]
-pub fn finish(ctx: &TcContext, hook: u8, verdict: Verdict) -> i32 {
-    let action = apply(verdict);
-    if let Err(reason) = action {
-        report_drop(ctx, hook, reason);
-        return TC_ACT_SHOT;
+impl Verdict {
+    /// The counter the verdict is counted under when it succeeds.
+    #[inline(always)]
+    fn counter(&self) -> Counter {
+        match self {
+            Verdict::Pass(counter) | Verdict::Drop(counter) => *counter,
+            Verdict::RedirectPeer { counter, .. }
+            | Verdict::RedirectEgress { counter, .. }
+            | Verdict::RedirectNeigh { counter, .. } => *counter,
+        }
     }
-    action.unwrap_or(TC_ACT_SHOT)
+}
+
+/// Applies `verdict` of the program at `hook`: counts it, reports a drop (and, for a traced
+/// packet, its outcome), and returns the TC action code.
+#[inline(always)]
+pub fn finish(ctx: &TcContext, hook: u8, trace: Option<FlowEvent>, verdict: Verdict) -> i32 {
+    let outcome = verdict.counter();
+    match apply(verdict) {
+        Err(reason) => {
+            report_drop(ctx, hook, reason);
+            TC_ACT_SHOT
+        }
+        Ok(action) => {
+            if let Some(event) = trace {
+                finish_trace(event, outcome);
+            }
+            action
+        }
+    }
 }
 
 /// The TC action for `verdict` after counting it, or the drop reason.

@@ -9,7 +9,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tortie_lab::harness;
+use tortie_lab::harness::{self, KillOnDrop};
 use tortie_lab::spec::POD_NAMESPACE;
 use tortie_lab::{Artifacts, DatastoreMode, Encap, Lab, LabGuard, LabSpec};
 
@@ -202,6 +202,7 @@ fn the_agent_reports_metrics_health_and_readiness() {
     assert!(value("tortie_map_entries{map=\"TORTIE_ROUTES\"}") >= 3.0);
     assert_eq!(value("tortie_sync_errors_total"), 0.0);
     every_inspection_command_answers(&lab, &server.node);
+    traced_pings_are_reported_with_their_outcome(&lab, &client, &server);
 
     // With etcd gone the node keeps forwarding but no longer knows it matches the datastore.
     ok(lab.stop_etcd());
@@ -282,4 +283,62 @@ fn every_inspection_command_answers(lab: &Lab, node: &str) {
             );
         }
     }
+}
+
+/// `tortiectl flows --trace --pod <server>` on the server's node reports the client's pings
+/// that were delivered, not only drops; tracing ends with the command.
+fn traced_pings_are_reported_with_their_outcome(
+    lab: &Lab,
+    client: &tortie_lab::Pod,
+    server: &tortie_lab::Pod,
+) {
+    let key = format!("{}/{}", server.namespace, server.name);
+    let tracer = KillOnDrop::new(ok(lab.spawn(
+        &server.node,
+        &[
+            "tortiectl",
+            "flows",
+            "--trace",
+            "--pod",
+            &key,
+            "-o",
+            "json",
+            "--timeout",
+            "4",
+        ],
+    )));
+    sleep(Duration::from_millis(800));
+    for _ in 0..3 {
+        assert!(ping(lab, &client.name, &server.ip.to_string()));
+    }
+    let out = ok(tracer.wait_output(Duration::from_secs(20)));
+    let rows: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let delivered = rows
+        .iter()
+        .filter(|row| {
+            row["verdict"] == "pass"
+                && row["reason"] == "forwarded_local"
+                && row["src"] == client.ip.to_string().as_str()
+                && row["protocol"] == "icmp"
+        })
+        .count();
+    assert!(delivered >= 3, "{delivered} traced deliveries in {rows:#?}");
+    // The tracer cleared its deadline on the way out: nothing is traced any more.
+    let until = std::process::Command::new("bpftool")
+        .args(["-j", "map", "dump", "pinned"])
+        .arg(
+            lab.node(&server.node)
+                .expect("node")
+                .pin_root
+                .join(bpf_maps::pins::MAPS_DIR)
+                .join(format!("v{}", bpf_maps::MAP_LAYOUT_VERSION))
+                .join(bpf_maps::map_names::TRACE_UNTIL),
+        )
+        .output()
+        .expect("bpftool");
+    let dump: Value = serde_json::from_slice(&until.stdout).expect("bpftool JSON");
+    assert_eq!(dump[0]["formatted"]["value"], 0, "tracing left on: {dump}");
 }

@@ -3,6 +3,10 @@
 //!
 //! Reading consumes the events (a ring buffer has one reader position): run one `flows` per
 //! node at a time. Without `--follow` it prints what is buffered and exits.
+//!
+//! `--trace` also reports every packet from or to the chosen pods, whatever became of it,
+//! for as long as the command runs: it writes their addresses with a deadline a few seconds
+//! ahead and keeps moving the deadline; when it stops (or dies), tracing ends by itself.
 
 use std::{
     collections::BTreeMap,
@@ -13,7 +17,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use aya::maps::{HashMap, MapData, RingBuf};
+use aya::maps::{Array, HashMap, MapData, RingBuf};
 use bpf_maps::{
     events::{event_kind, hook, l3, FlowEvent, RuleName},
     map_names,
@@ -38,9 +42,17 @@ pub struct FlowsArgs {
     /// (the interface name Calico derives from it).
     #[arg(long)]
     pod: Option<String>,
-    /// Only these verdicts (the dataplane reports drops).
-    #[arg(long, value_enum, default_value_t = VerdictFilter::Drop)]
-    verdict: VerdictFilter,
+    /// Also report every packet from or to the pod (--pod) or pods (--selector), not only
+    /// drops, while the command runs (implies --follow).
+    #[arg(long)]
+    trace: bool,
+    /// With --trace: the pods whose WorkloadEndpoints this Calico selector matches
+    /// (`app == 'web'`), resolved through the datastore.
+    #[arg(long, requires = "trace")]
+    pub selector: Option<String>,
+    /// Only these events (default: drops, or everything with --trace).
+    #[arg(long, value_enum)]
+    verdict: Option<VerdictFilter>,
     /// Stop after this many seconds of --follow (default: never).
     #[arg(long)]
     timeout: Option<u64>,
@@ -51,8 +63,26 @@ pub struct FlowsArgs {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum VerdictFilter {
+    /// Dropped packets.
     Drop,
+    /// Traced packets that went on.
+    Pass,
+    /// Both.
+    All,
 }
+
+impl VerdictFilter {
+    fn admits(self, kind: u8) -> bool {
+        match self {
+            VerdictFilter::Drop => kind == event_kind::DROP,
+            VerdictFilter::Pass => kind == event_kind::TRACE,
+            VerdictFilter::All => true,
+        }
+    }
+}
+
+/// How long a trace deadline reaches ahead; renewed every second while tracing.
+const TRACE_LEASE_NS: u64 = 5_000_000_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum FlowsOutput {
@@ -66,7 +96,7 @@ enum FlowsOutput {
 pub struct FlowRow {
     /// Monotonic time of the packet (seconds since boot).
     pub time: f64,
-    /// `drop`.
+    /// `drop`, or `pass` for a traced packet that went on.
     pub verdict: &'static str,
     /// Why: the counter name (`policy_denied`, `spoofed_source`, ...).
     pub reason: String,
@@ -92,8 +122,9 @@ struct PodFilter {
     ip: Option<[u8; 4]>,
 }
 
-/// Runs `tortiectl flows`; prints as it goes.
-pub fn run(args: &FlowsArgs) -> Result<()> {
+/// Runs `tortiectl flows`; prints as it goes. `selected` are the addresses `--selector`
+/// resolved to (the caller reads the datastore).
+pub fn run(args: &FlowsArgs, selected: &[Ipv4Addr]) -> Result<()> {
     let maps = PinnedMaps::locate(&args.pin_root)?;
     let (mut ring, _) = maps.open_typed::<RingBuf<MapData>>(map_names::EVENTS, "ring buffer")?;
     let names = rule_names(&maps);
@@ -102,13 +133,32 @@ pub fn run(args: &FlowsArgs) -> Result<()> {
         .as_deref()
         .map(|pod| pod_filter(&maps, pod))
         .transpose()?;
+    let verdicts = args.verdict.unwrap_or(if args.trace {
+        VerdictFilter::All
+    } else {
+        VerdictFilter::Drop
+    });
+    let mut tracer = if args.trace {
+        let mut addresses: Vec<[u8; 4]> = selected.iter().map(|ip| ip.octets()).collect();
+        addresses.extend(filter.as_ref().and_then(|f| f.ip));
+        if addresses.is_empty() {
+            anyhow::bail!(
+                "--trace needs pods to trace: give --pod (with an address the node knows) or \
+                 --selector matching some WorkloadEndpoints"
+            );
+        }
+        Some(Tracer::start(&maps, addresses)?)
+    } else {
+        None
+    };
+    let follow = args.follow || args.trace;
     let started = Instant::now();
     let deadline = args.timeout.map(Duration::from_secs);
     let mut printed = 0usize;
-    if args.output == FlowsOutput::Table && !args.follow {
+    if args.output == FlowsOutput::Table && !follow {
         let mut table = Table::new(&HEADERS);
         while let Some(item) = ring.next() {
-            if let Some(row) = decode(&item, &names, filter.as_ref()) {
+            if let Some(row) = decode(&item, &names, filter.as_ref(), verdicts) {
                 table.push(cells(&row));
             }
         }
@@ -124,9 +174,12 @@ pub fn run(args: &FlowsArgs) -> Result<()> {
     }
     loop {
         let mut seen = false;
+        if let Some(tracer) = &mut tracer {
+            tracer.renew()?;
+        }
         while let Some(item) = ring.next() {
             seen = true;
-            let Some(row) = decode(&item, &names, filter.as_ref()) else {
+            let Some(row) = decode(&item, &names, filter.as_ref(), verdicts) else {
                 continue;
             };
             match args.output {
@@ -135,7 +188,7 @@ pub fn run(args: &FlowsArgs) -> Result<()> {
             }
             printed += 1;
         }
-        if !args.follow || deadline.is_some_and(|limit| started.elapsed() >= limit) {
+        if !follow || deadline.is_some_and(|limit| started.elapsed() >= limit) {
             break;
         }
         if !seen {
@@ -143,9 +196,65 @@ pub fn run(args: &FlowsArgs) -> Result<()> {
         }
     }
     if printed == 0 && args.output == FlowsOutput::Table {
-        println!("no dropped packets reported");
+        println!("no packets reported");
+    }
+    if let Some(tracer) = tracer {
+        tracer.stop();
     }
     Ok(())
+}
+
+/// The addresses being traced and the deadline that keeps them traced.
+struct Tracer {
+    addresses: Vec<[u8; 4]>,
+    traced: HashMap<MapData, [u8; 4], u64>,
+    until: Array<MapData, u64>,
+    renewed: Option<Instant>,
+}
+
+impl Tracer {
+    fn start(maps: &PinnedMaps, addresses: Vec<[u8; 4]>) -> Result<Self> {
+        let (traced, _) =
+            maps.open_typed::<HashMap<MapData, [u8; 4], u64>>(map_names::TRACE, "hash")?;
+        let (until, _) = maps.open_typed::<Array<MapData, u64>>(map_names::TRACE_UNTIL, "array")?;
+        let mut tracer = Self {
+            addresses,
+            traced,
+            until,
+            renewed: None,
+        };
+        tracer.renew()?;
+        Ok(tracer)
+    }
+
+    /// Pushes the deadlines forward (at most once a second).
+    fn renew(&mut self) -> Result<()> {
+        if self
+            .renewed
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+        {
+            return Ok(());
+        }
+        let deadline = crate::bpf::monotonic_now_ns()? + TRACE_LEASE_NS;
+        for address in &self.addresses {
+            self.traced
+                .insert(address, deadline, 0)
+                .with_context(|| format!("tracing {}", Ipv4Addr::from(*address)))?;
+        }
+        self.until
+            .set(0, deadline, 0)
+            .context("switching tracing on")?;
+        self.renewed = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Ends tracing now instead of at the deadline.
+    fn stop(mut self) {
+        for address in &self.addresses {
+            let _ = self.traced.remove(address);
+        }
+        let _ = self.until.set(0, 0, 0);
+    }
 }
 
 const HEADERS: [&str; 9] = [
@@ -216,13 +325,14 @@ fn decode(
     bytes: &[u8],
     names: &BTreeMap<u32, String>,
     filter: Option<&PodFilter>,
+    verdicts: VerdictFilter,
 ) -> Option<FlowRow> {
     if bytes.len() < std::mem::size_of::<FlowEvent>() {
         return None;
     }
     // SAFETY: FlowEvent is plain old data of the size checked above; read unaligned.
     let event: FlowEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
-    if event.kind != event_kind::DROP {
+    if !verdicts.admits(event.kind) {
         return None;
     }
     if let Some(filter) = filter {
@@ -247,6 +357,7 @@ pub fn row_of(event: &FlowEvent, names: &BTreeMap<u32, String>) -> FlowRow {
             |c| c.name().to_string(),
         );
     let reason = reason.strip_prefix("drop_").unwrap_or(&reason).to_string();
+    let dropped = event.kind == event_kind::DROP;
     let policy_drop = event.reason == Counter::DropPolicyDenied as u32
         || event.reason == Counter::DropPolicyRevoked as u32;
     let (protocol, ported) = match (event.l3, event.protocol) {
@@ -281,7 +392,7 @@ pub fn row_of(event: &FlowEvent, names: &BTreeMap<u32, String>) -> FlowRow {
     }
     FlowRow {
         time: event.timestamp_ns as f64 / 1e9,
-        verdict: "drop",
+        verdict: if dropped { "drop" } else { "pass" },
         reason,
         hook: match event.hook {
             hook::FROM_WORKLOAD => "from-pod",

@@ -232,6 +232,35 @@ fn render(resources: &[Resource], output: Output) -> String {
     }
 }
 
+/// The IPv4 addresses of the WorkloadEndpoints `selector` matches (for `flows --trace`).
+async fn selected_addresses(datastore: &DatastoreArgs, selector: &str) -> Result<Vec<Ipv4Addr>> {
+    let parsed = tortie_resources::Selector::parse(selector)
+        .map_err(|error| anyhow::anyhow!("--selector {selector:?}: {error}"))?;
+    let store = connect(datastore).await?;
+    let mut addresses = Vec::new();
+    for resource in store.list(Kind::WorkloadEndpoint, None).await? {
+        let Resource::WorkloadEndpoint(endpoint) = resource else {
+            continue;
+        };
+        if parsed.matches(&endpoint.metadata.labels) {
+            addresses.extend(
+                endpoint
+                    .spec
+                    .ip_nets()
+                    .into_iter()
+                    .filter_map(|net| match net {
+                        ipnet::IpNet::V4(net) => Some(net.addr()),
+                        ipnet::IpNet::V6(_) => None,
+                    }),
+            );
+        }
+    }
+    if addresses.is_empty() {
+        bail!("--selector {selector:?} matches no WorkloadEndpoint with an IPv4 address");
+    }
+    Ok(addresses)
+}
+
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Version => {
@@ -242,7 +271,13 @@ async fn run(cli: Cli) -> Result<()> {
             print!("{}", tortiectl::bpf::run(&args)?);
             Ok(())
         }
-        Command::Flows(args) => tortiectl::flows::run(&args),
+        Command::Flows(args) => {
+            let selected = match &args.selector {
+                Some(selector) => selected_addresses(&cli.datastore, selector).await?,
+                None => Vec::new(),
+            };
+            tortiectl::flows::run(&args, &selected)
+        }
         Command::Node(args) => {
             print!("{}", tortiectl::node::run(&args)?);
             Ok(())
