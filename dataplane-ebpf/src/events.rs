@@ -14,8 +14,8 @@ use bpf_maps::{
 
 use crate::{
     headers::{
-        ether_type, ETH_HLEN, ETH_P_ARP, ETH_P_IP, IPPROTO_ICMP, IPPROTO_IPIP, IPPROTO_SCTP,
-        IPPROTO_TCP, IPPROTO_UDP, IP_OFFSET,
+        ether_type, read_ipv4, ETH_HLEN, ETH_P_ARP, ETH_P_IP, IPPROTO_ICMP, IPPROTO_IPIP,
+        IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IP_OFFSET,
     },
     maps::{count, node_config, TORTIE_EVENTS, TORTIE_LASTRULE, TORTIE_TRACE, TORTIE_TRACEON},
 };
@@ -106,7 +106,16 @@ fn describe(ctx: &TcContext, hook: u8, kind: u8) -> FlowEvent {
         _ => l3::OTHER,
     };
     if event.l3 == l3::IPV4 {
-        fill_ipv4(ctx, &mut event, ETH_HLEN);
+        // The outer header by direct packet access (no helper calls): drops under load stay
+        // cheap. Ports need one load.
+        if let Some(ip) = read_ipv4(ctx) {
+            event.src = ip.src;
+            event.dst = ip.dst;
+            event.protocol = ip.protocol;
+            if ip.frag_off & IP_OFFSET == 0 {
+                fill_ports(ctx, &mut event, ETH_HLEN + ip.header_len() as usize);
+            }
+        }
     }
     event
 }
@@ -145,20 +154,25 @@ fn fill_ipv4(ctx: &TcContext, event: &mut FlowEvent, offset: usize) {
     event.dst_port = 0;
     // Ports are only in first fragments (and unfragmented packets).
     if u16::from_be_bytes(frag_off) & IP_OFFSET == 0 {
-        let l4 = offset + ((version_ihl & 0x0f) as usize) * 4;
-        match protocol {
-            IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP => {
-                if let Ok(ports) = ctx.load::<[u8; 4]>(l4) {
-                    event.src_port = u16::from_be_bytes([ports[0], ports[1]]);
-                    event.dst_port = u16::from_be_bytes([ports[2], ports[3]]);
-                }
+        fill_ports(ctx, event, offset + ((version_ihl & 0x0f) as usize) * 4);
+    }
+}
+
+/// Ports (or ICMP type and code) of the transport header at `l4`.
+#[inline(always)]
+fn fill_ports(ctx: &TcContext, event: &mut FlowEvent, l4: usize) {
+    match event.protocol {
+        IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP => {
+            if let Ok(ports) = ctx.load::<[u8; 4]>(l4) {
+                event.src_port = u16::from_be_bytes([ports[0], ports[1]]);
+                event.dst_port = u16::from_be_bytes([ports[2], ports[3]]);
             }
-            IPPROTO_ICMP => {
-                if let Ok(type_code) = ctx.load::<[u8; 2]>(l4) {
-                    event.dst_port = u16::from_be_bytes(type_code);
-                }
-            }
-            _ => {}
         }
+        IPPROTO_ICMP => {
+            if let Ok(type_code) = ctx.load::<[u8; 2]>(l4) {
+                event.dst_port = u16::from_be_bytes(type_code);
+            }
+        }
+        _ => {}
     }
 }

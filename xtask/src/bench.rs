@@ -362,6 +362,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         build::workspace_root().join(&args.out)
     };
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    report.push_str(&write_charts(&out, &figures, policy.as_ref())?);
     std::fs::write(out.join("REPORT.md"), &report)?;
     std::fs::write(
         out.join("results.json"),
@@ -385,6 +386,60 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     println!("{report}");
     eprintln!("report written to {}", out.join("REPORT.md").display());
     Ok(())
+}
+
+/// Draws the charts next to the report and returns the report's section showing them.
+fn write_charts(
+    out: &Path,
+    figures: &[Figure],
+    policy: Option<&crate::policy_bench::PolicyResults>,
+) -> Result<String> {
+    let mut section = String::from("\n## Charts\n\n");
+    let mut paths: Vec<&str> = figures.iter().map(|f| f.path.as_str()).collect();
+    paths.dedup();
+    if figures.iter().any(|f| f.path != FLOOR_CASE) {
+        let series: Vec<crate::plots::Series> = paths
+            .iter()
+            .map(|path| crate::plots::Series {
+                name: (*path).to_string(),
+                points: figures
+                    .iter()
+                    .filter(|f| f.path == *path)
+                    .map(|f| {
+                        let s = &f.spread;
+                        (f.routes as f64, s.median_ns, s.min_batch_ns, s.max_batch_ns)
+                    })
+                    .collect(),
+            })
+            .collect();
+        crate::plots::line_chart(
+            &out.join("programs.svg"),
+            "Forwarding paths by route count (BPF_PROG_TEST_RUN)",
+            "routes in TORTIE_ROUTES",
+            &series,
+        )?;
+        section.push_str("![forwarding paths by route count](programs.svg)\n\n");
+    }
+    if let Some(policy) = policy {
+        let (by_rules, by_entries) = crate::policy_bench::chart_series(policy);
+        crate::plots::line_chart(
+            &out.join("policy.svg"),
+            "New-flow verdict by number of policy rules",
+            "policy rules",
+            &by_rules,
+        )?;
+        crate::plots::line_chart(
+            &out.join("conntrack.svg"),
+            "Established flow by conntrack table size",
+            "conntrack entries",
+            &by_entries,
+        )?;
+        section.push_str(
+            "![new-flow verdict by rule count](policy.svg)\n\n\
+             ![established flow by conntrack size](conntrack.svg)\n",
+        );
+    }
+    Ok(section)
 }
 
 /// CSV rows (path, routes, median, min, max).

@@ -6,6 +6,7 @@ mod build;
 mod cni_bench;
 mod lab;
 mod lab_file;
+mod plots;
 mod policy_bench;
 mod setup;
 

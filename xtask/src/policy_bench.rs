@@ -689,3 +689,28 @@ pub fn csv(results: &PolicyResults) -> String {
     }
     csv
 }
+
+/// The chart lines: new-flow cases by rule count, and the established case by table size.
+pub fn chart_series(
+    results: &PolicyResults,
+) -> (Vec<crate::plots::Series>, Vec<crate::plots::Series>) {
+    let line = |case: &str, x: fn(&PolicyFigure) -> f64| crate::plots::Series {
+        name: case.to_string(),
+        points: row(results, case)
+            .map(|f| {
+                (
+                    x(f),
+                    f.spread.median_ns,
+                    f.spread.min_batch_ns,
+                    f.spread.max_batch_ns,
+                )
+            })
+            .collect(),
+    };
+    let by_rules = [NEW_DENIED, NEW_DENIED_REPEATED, NEW_ALLOWED]
+        .into_iter()
+        .map(|case| line(case, |f| f.rules as f64))
+        .collect();
+    let by_entries = vec![line(ESTABLISHED, |f| f.ct_entries as f64)];
+    (by_rules, by_entries)
+}
