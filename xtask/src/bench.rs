@@ -61,6 +61,9 @@ pub enum Section {
     ControlPlane,
     /// Block propagation over the BGP mesh, learned routes programmed per second.
     Bgp,
+    /// Pod traffic (iperf3, request/response) for tortie, the kernel floor and an iptables
+    /// baseline.
+    Dataplane,
 }
 
 impl BenchArgs {
@@ -349,7 +352,16 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     } else {
         None
     };
+    let dataplane = if args.runs(Section::Dataplane) {
+        eprintln!("==> dataplane: pod traffic for tortie, floor and baseline");
+        Some(crate::dataplane_bench::run(&artifacts, args.quick)?)
+    } else {
+        None
+    };
     let mut report = render(&figures, &route_counts, args.quick, policy.as_ref());
+    if let Some(dataplane) = &dataplane {
+        report.push_str(&crate::dataplane_bench::render(dataplane));
+    }
     if let Some(cni) = &cni {
         report.push_str(&cni_bench::render(cni, cni_pods));
     }
@@ -371,6 +383,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             "policy": policy,
             "control_plane": cni,
             "bgp": bgp,
+            "dataplane": dataplane,
         }))?,
     )?;
     std::fs::write(out.join("results.csv"), csv(&figures))?;
@@ -382,6 +395,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     if let Some(bgp) = &bgp {
         std::fs::write(out.join("bgp.csv"), crate::bgp_bench::csv(bgp))?;
+    }
+    if let Some(dataplane) = &dataplane {
+        std::fs::write(
+            out.join("dataplane.csv"),
+            crate::dataplane_bench::csv(dataplane),
+        )?;
     }
     println!("{report}");
     eprintln!("report written to {}", out.join("REPORT.md").display());

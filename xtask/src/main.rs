@@ -4,6 +4,7 @@ mod bench;
 mod bgp_bench;
 mod build;
 mod cni_bench;
+mod dataplane_bench;
 mod lab;
 mod lab_file;
 mod plots;

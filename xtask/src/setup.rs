@@ -24,6 +24,9 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "etcd-client",
     "bird2",
     "curl",
+    // The benchmark's Calico-style iptables baseline.
+    "iptables",
+    "ipset",
 ];
 
 /// bpf-linker must link against the same LLVM major as rustc (22 for the pinned toolchains).

@@ -5,6 +5,11 @@
 //! - `tortie-probe connect [--timeout-ms N] PROTO:IP:PORT…` tries every target at once and
 //!   prints one `TARGET OUTCOME [detail]` line per target, in the order given.
 //!
+//! - `tortie-probe rr-serve PORT` answers every byte received on a TCP connection with one
+//!   byte; `tortie-probe rr IP:PORT --seconds S` sends one byte and waits for the answer,
+//!   again and again on one connection, and prints one JSON line: transactions per second
+//!   and latency percentiles (netperf's TCP_RR).
+//!
 //! See `tortie_lab::probe` for what counts as connected for each protocol.
 
 use std::io::{ErrorKind, Write};
@@ -43,6 +48,19 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         sctp: Vec<u16>,
     },
+    /// Answer request/response clients on a TCP port (one byte for one byte) until killed.
+    RrServe {
+        /// The TCP port.
+        port: u16,
+    },
+    /// Request/response over one TCP connection for a while; prints a JSON summary.
+    Rr {
+        /// `IP:PORT` of an `rr-serve`.
+        server: SocketAddrV4,
+        /// How long to run.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
     /// Probe every target in parallel.
     Connect {
         /// How long each probe waits for an answer.
@@ -58,6 +76,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { tcp, udp, sctp } => serve(&tcp, &udp, &sctp),
+        Command::RrServe { port } => rr_serve(port),
+        Command::Rr { server, seconds } => rr(server, Duration::from_secs_f64(seconds)),
         Command::Connect {
             timeout_ms,
             targets,
@@ -110,6 +130,58 @@ fn serve(tcp: &[u16], udp: &[u16], sctp: &[u16]) -> Result<()> {
     for worker in workers {
         let _ = worker.join();
     }
+    Ok(())
+}
+
+fn rr_serve(port: u16) -> Result<()> {
+    let listener =
+        TcpListener::bind(any(port)).with_context(|| format!("listening on TCP {port}"))?;
+    println!("ready");
+    std::io::stdout().flush().context("writing to stdout")?;
+    for stream in listener.incoming() {
+        let Ok(mut stream) = stream else { continue };
+        thread::spawn(move || {
+            let _ = stream.set_nodelay(true);
+            let mut byte = [0u8; 1];
+            while std::io::Read::read_exact(&mut stream, &mut byte).is_ok() {
+                if stream.write_all(&byte).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    Ok(())
+}
+
+fn rr(server: SocketAddrV4, duration: Duration) -> Result<()> {
+    let mut stream = TcpStream::connect_timeout(&SocketAddr::V4(server), Duration::from_secs(3))
+        .with_context(|| format!("connecting to {server}"))?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(Duration::from_secs(3)))?;
+    let mut latencies_ns: Vec<u64> = Vec::with_capacity(1 << 20);
+    let mut byte = [1u8; 1];
+    let started = Instant::now();
+    while started.elapsed() < duration {
+        let sent = Instant::now();
+        stream.write_all(&byte)?;
+        std::io::Read::read_exact(&mut stream, &mut byte)
+            .with_context(|| format!("waiting for {server}'s answer"))?;
+        latencies_ns.push(u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies_ns.sort_unstable();
+    let rank = |q: f64| {
+        let index =
+            ((q * latencies_ns.len() as f64).ceil() as usize).clamp(1, latencies_ns.len().max(1));
+        latencies_ns.get(index - 1).copied().unwrap_or(0) as f64 / 1e3
+    };
+    println!(
+        "{{\"transactions\":{},\"seconds\":{elapsed:.3},\"rate\":{:.1},\"p50_us\":{:.1},\"p99_us\":{:.1}}}",
+        latencies_ns.len(),
+        latencies_ns.len() as f64 / elapsed,
+        rank(0.50),
+        rank(0.99)
+    );
     Ok(())
 }
 

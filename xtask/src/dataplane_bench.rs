@@ -1,0 +1,582 @@
+//! The dataplane section of `cargo xtask bench`: real traffic between pods, for three
+//! dataplanes built on the same namespaces, veths and addresses.
+//!
+//! One two-node lab (etcd, native routing, no BGP) gets a client pod `c` and a server pod
+//! `s1` on node-0 and a server `s2` on node-1, all through `tortie-cni`. Then, in turn:
+//!
+//! - **tortie**: the agents program the eBPF dataplane; Kubernetes NetworkPolicies select the
+//!   servers with N rules (10 / 1,000 / 10,000: ten rules per policy, each with its own peer
+//!   and port, peers cycling through 100 pod labels and /24 ipBlocks, as in the policy
+//!   section), plus one policy letting the client in on the measured ports.
+//! - **floor**: the agents are stopped and cleaned up; the kernel routes: `ip_forward=1`, a
+//!   /32 route per local pod over its `cali*` interface with proxy ARP (for the pods' gateway
+//!   169.254.1.1), a /32 route per remote pod via the other node. No programs, no policy.
+//! - **baseline**: the floor plus a Calico-style iptables policy: `FORWARD` accepts
+//!   established and related flows (kernel conntrack), then jumps to a `cali-tw-<iface>`
+//!   chain per server endpoint holding the same N rules (peer ipsets `cali-app-<k>` or
+//!   `-s` CIDRs, one port each) in order, the client's rule last, then DROP. Loaded with
+//!   `ipset restore` and `iptables-restore`.
+//!
+//! Measured from the client, each a median of several runs with the range: TCP single-stream
+//! throughput (`iperf3 -t`), and request/response rate and latency over one TCP connection
+//! (`tortie-probe rr`, one byte each way, like netperf's TCP_RR), to the same-node and the
+//! cross-node server. Clients run on CPU 0 and servers on CPU 1 (`taskset`) in every
+//! variant.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use serde_json::Value;
+use tortie_lab::harness::KillOnDrop;
+use tortie_lab::netns::nsenter_command;
+use tortie_lab::{
+    agent, Artifacts, DatastoreMode, Encap, Lab, LabGuard, LabSpec, Pod, PodRequest, Signal,
+};
+
+const NAMESPACE: &str = "bench";
+const IPERF_PORT: u16 = 5201;
+const RR_PORT: u16 = 7000;
+/// Rules per generated policy; peers and ports as in the policy section.
+const RULES_PER_POLICY: usize = 10;
+const APPS: usize = 100;
+const FIRST_RULE_PORT: u16 = 1024;
+
+/// One measured cell: a metric of one variant, rule count and path.
+#[derive(Clone, Debug, Serialize)]
+pub struct Measurement {
+    /// `floor`, `baseline` or `tortie`.
+    pub variant: &'static str,
+    /// Policy rules in force (0 for the floor).
+    pub rules: usize,
+    /// `same-node` or `cross-node`.
+    pub path: &'static str,
+    /// Median throughput, Gbit/s.
+    pub gbps: f64,
+    /// Lowest and highest run.
+    pub gbps_range: (f64, f64),
+    /// Median request/response rate, transactions/s.
+    pub rr_rate: f64,
+    /// Lowest and highest run.
+    pub rr_range: (f64, f64),
+    /// Median of the runs' median latency, µs.
+    pub rr_p50_us: f64,
+    /// Median of the runs' 99th-percentile latency, µs.
+    pub rr_p99_us: f64,
+}
+
+/// Everything the section measured, and how.
+#[derive(Clone, Debug, Serialize)]
+pub struct DataplaneResults {
+    /// Runs per cell.
+    pub runs: usize,
+    /// Seconds per run.
+    pub seconds: f64,
+    /// Rule counts measured for the policy variants.
+    pub rule_counts: Vec<usize>,
+    /// Every cell.
+    pub measurements: Vec<Measurement>,
+}
+
+/// Runs the section on a fresh lab `bench-dp`.
+pub fn run(artifacts: &Artifacts, quick: bool) -> Result<DataplaneResults> {
+    let (runs, seconds) = if quick { (1, 1.0) } else { (3, 3.0) };
+    let rule_counts = if quick {
+        vec![10, 1_000]
+    } else {
+        vec![10, 1_000, 10_000]
+    };
+    let spec = LabSpec::new("bench-dp", 2, 0)
+        .with_encap(Encap::None)
+        .with_datastore(DatastoreMode::Etcd);
+    let mut lab = LabGuard::up(&spec, artifacts).context("bringing up the dataplane lab")?;
+    lab.apply_namespace(NAMESPACE, &Default::default())?;
+    let add = |lab: &mut Lab, name: &str, node: &str, app: &str| {
+        lab.add_pod_with(&PodRequest {
+            node: node.into(),
+            namespace: NAMESPACE.into(),
+            name: name.into(),
+            labels: [("app".to_string(), app.to_string())].into(),
+            ports: Vec::new(),
+        })
+    };
+    let client = add(&mut lab, "c", "node-0", "client")?;
+    let same = add(&mut lab, "s1", "node-0", "server")?;
+    let cross = add(&mut lab, "s2", "node-1", "server")?;
+    let _servers = start_servers(&lab, &[&same, &cross])?;
+    let targets = [("same-node", &same), ("cross-node", &cross)];
+    let mut measurements = Vec::new();
+    let mut measure = |lab: &Lab, variant: &'static str, rules: usize| -> Result<()> {
+        for (path, server) in targets {
+            check_policy(lab, &client, server, variant != "floor")
+                .with_context(|| format!("{variant} with {rules} rules, {path}"))?;
+            eprintln!("==> dataplane: {variant}, {rules} rules, {path}");
+            measurements.push(measure_path(
+                lab, &client, server, runs, seconds, variant, rules, path,
+            )?);
+        }
+        Ok(())
+    };
+
+    for &rules in &rule_counts {
+        apply_tortie_policies(&lab, rules, &client)?;
+        measure(&lab, "tortie", rules)?;
+    }
+    eprintln!("==> dataplane: stopping the agents; the kernel routes from here on");
+    to_kernel_routing(&mut lab, artifacts)?;
+    measure(&lab, "floor", 0)?;
+    for &rules in &rule_counts {
+        load_iptables_policy(&lab, rules, &client, &[&same, &cross])?;
+        measure(&lab, "baseline", rules)?;
+    }
+    drop(lab);
+    Ok(DataplaneResults {
+        runs,
+        seconds,
+        rule_counts,
+        measurements,
+    })
+}
+
+/// Proves the variant is what it claims: a port no rule allows (9, where nothing listens)
+/// times out under a policy (dropped) and is refused without one (the server's RST).
+fn check_policy(lab: &Lab, client: &Pod, server: &Pod, enforced: bool) -> Result<()> {
+    let target = format!("TCP:{}:9", server.ip);
+    let out = lab.exec(
+        &client.key(),
+        &["tortie-probe", "connect", "--timeout-ms", "700", &target],
+    )?;
+    let line = String::from_utf8_lossy(&out.stdout);
+    let expected = if enforced { "timeout" } else { "refused" };
+    if !line
+        .split_whitespace()
+        .nth(1)
+        .is_some_and(|outcome| outcome == expected)
+    {
+        bail!(
+            "a port no rule allows should give {expected}, got: {}",
+            line.trim()
+        );
+    }
+    Ok(())
+}
+
+/// iperf3 and rr servers in the server pods, on CPU 1.
+fn start_servers(lab: &Lab, servers: &[&Pod]) -> Result<Vec<KillOnDrop>> {
+    let mut running = Vec::new();
+    for server in servers {
+        let key = server.key();
+        running.push(KillOnDrop::new(lab.spawn(
+            &key,
+            &["taskset", "-c", "1", "iperf3", "-s", "-p", "5201"],
+        )?));
+        running.push(KillOnDrop::new(lab.spawn(
+            &key,
+            &["taskset", "-c", "1", "tortie-probe", "rr-serve", "7000"],
+        )?));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    Ok(running)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn measure_path(
+    lab: &Lab,
+    client: &Pod,
+    server: &Pod,
+    runs: usize,
+    seconds: f64,
+    variant: &'static str,
+    rules: usize,
+    path: &'static str,
+) -> Result<Measurement> {
+    let ip = server.ip.to_string();
+    let key = client.key();
+    let secs = format!("{seconds}");
+    let (mut gbps, mut rates, mut p50s, mut p99s) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let out = lab.exec(
+            &key,
+            &[
+                "taskset", "-c", "0", "iperf3", "-c", &ip, "-p", "5201", "-J", "-t", &secs,
+            ],
+        )?;
+        let json: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        let bps = json["end"]["sum_received"]["bits_per_second"].as_f64();
+        let Some(bps) = bps.filter(|_| out.status.success()) else {
+            bail!(
+                "{variant} ({rules} rules), {path}: iperf3 to {ip} failed: {}{}",
+                String::from_utf8_lossy(&out.stderr),
+                json["error"].as_str().unwrap_or("")
+            );
+        };
+        gbps.push(bps / 1e9);
+        let target = format!("{ip}:{RR_PORT}");
+        let out = lab.exec(
+            &key,
+            &[
+                "taskset",
+                "-c",
+                "0",
+                "tortie-probe",
+                "rr",
+                &target,
+                "--seconds",
+                &secs,
+            ],
+        )?;
+        let json: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        let (Some(rate), Some(p50), Some(p99)) = (
+            json["rate"].as_f64(),
+            json["p50_us"].as_f64(),
+            json["p99_us"].as_f64(),
+        ) else {
+            bail!(
+                "{variant} ({rules} rules), {path}: request/response to {target} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        rates.push(rate);
+        p50s.push(p50);
+        p99s.push(p99);
+    }
+    Ok(Measurement {
+        variant,
+        rules,
+        path,
+        gbps: median(&mut gbps.clone()),
+        gbps_range: range(&gbps),
+        rr_rate: median(&mut rates.clone()),
+        rr_range: range(&rates),
+        rr_p50_us: median(&mut p50s),
+        rr_p99_us: median(&mut p99s),
+    })
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+fn range(values: &[f64]) -> (f64, f64) {
+    values
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)))
+}
+
+/// The peer of rule `i`: a pod label or a /24 outside the cluster, as in the policy section.
+enum Peer {
+    App(usize),
+    Block(usize),
+}
+
+fn peer_of(rule: usize) -> Peer {
+    if rule % 3 == 2 {
+        Peer::Block(rule)
+    } else {
+        Peer::App(rule % APPS)
+    }
+}
+
+/// The addresses standing for the pods of one app label: five addresses, as an ipset in the
+/// baseline and the /29 holding them in tortie's policies (no lab pods carry these labels,
+/// and a selector matching no pod would cost tortie nothing).
+fn app_cidr(app: usize) -> String {
+    format!("10.201.{app}.0/29")
+}
+
+fn block_cidr(rule: usize) -> String {
+    format!("172.{}.{}.0/24", 16 + (rule / 256) % 16, rule % 256)
+}
+
+/// NetworkPolicies with `rules` rules selecting the servers, plus the client's policy;
+/// waits until both nodes have programmed them.
+fn apply_tortie_policies(lab: &Lab, rules: usize, client: &Pod) -> Result<()> {
+    let mut yaml = format!(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: client-in\n  \
+         namespace: {NAMESPACE}\nspec:\n  podSelector:\n    matchLabels: {{app: server}}\n  \
+         policyTypes: [Ingress]\n  ingress:\n  - from:\n    - podSelector:\n        \
+         matchLabels: {{app: client}}\n    ports:\n    - {{protocol: TCP, port: {IPERF_PORT}}}\n    \
+         - {{protocol: TCP, port: {RR_PORT}}}\n"
+    );
+    for policy in 0..rules / RULES_PER_POLICY {
+        let _ = write!(
+            yaml,
+            "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  \
+             name: bench-{policy}\n  namespace: {NAMESPACE}\nspec:\n  podSelector:\n    \
+             matchLabels: {{app: server}}\n  policyTypes: [Ingress]\n  ingress:\n"
+        );
+        for i in 0..RULES_PER_POLICY {
+            let rule = policy * RULES_PER_POLICY + i;
+            let port = FIRST_RULE_PORT + (rule % 60_000) as u16;
+            let from = match peer_of(rule) {
+                Peer::App(app) => format!("ipBlock: {{cidr: {}}}", app_cidr(app)),
+                Peer::Block(rule) => format!("ipBlock: {{cidr: {}}}", block_cidr(rule)),
+            };
+            let _ = write!(
+                yaml,
+                "  - from: [{{{from}}}]\n    ports: [{{protocol: TCP, port: {port}}}]\n"
+            );
+        }
+    }
+    let started = Instant::now();
+    lab.apply_yaml(&format!("bench-policies-{rules}.yaml"), &yaml)?;
+    // Programmed when each node's policy entry count has grown to one per rule at least and
+    // holds still.
+    let deadline = Duration::from_secs(180);
+    for node in ["node-0", "node-1"] {
+        let mut last = (0, 0usize);
+        loop {
+            let entries = policy_entries(lab, node);
+            last = if entries == last.0 {
+                (entries, last.1 + 1)
+            } else {
+                (entries, 0)
+            };
+            if entries >= rules && last.1 >= 3 {
+                break;
+            }
+            if started.elapsed() > deadline {
+                bail!(
+                    "{node} programmed {entries} policy entries for {rules} rules in {} s",
+                    deadline.as_secs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+    eprintln!(
+        "    {rules} rules applied and programmed in {:.1} s (client {})",
+        started.elapsed().as_secs_f64(),
+        client.ip
+    );
+    Ok(())
+}
+
+/// `tortie_map_entries{map="TORTIE_POLICY"}` of `node`'s agent.
+fn policy_entries(lab: &Lab, node: &str) -> usize {
+    let url = format!("http://{}/metrics", tortie_lab::spec::AGENT_METRICS_ADDR);
+    let Ok(out) = lab.exec(node, &["curl", "-s", "-m", "5", &url]) else {
+        return 0;
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("tortie_map_entries{map=\"TORTIE_POLICY\"} "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Stops and cleans up every agent, then routes in the kernel as a plain router would.
+fn to_kernel_routing(lab: &mut Lab, artifacts: &Artifacts) -> Result<()> {
+    let nodes = lab.nodes().to_vec();
+    for node in &nodes {
+        lab.kill_agent(&node.name, Signal::SIGTERM)?;
+        agent::cleanup(node, artifacts)?;
+    }
+    let pods = lab.pods().to_vec();
+    for node in &nodes {
+        let mut script = String::from("sysctl -qw net.ipv4.ip_forward=1\n");
+        for pod in &pods {
+            if pod.node == node.name {
+                let _ = writeln!(
+                    script,
+                    "sysctl -qw net.ipv4.conf.{iface}.proxy_arp=1\nip route replace {ip}/32 dev {iface}",
+                    iface = pod.host_iface,
+                    ip = pod.ip
+                );
+            } else if let Some(other) = nodes.iter().find(|n| n.name == pod.node) {
+                let _ = writeln!(script, "ip route replace {}/32 via {}", pod.ip, other.ip);
+            }
+        }
+        run_script(lab, &node.name, &script)?;
+    }
+    Ok(())
+}
+
+/// Replaces every node's iptables and ipsets with the Calico-style policy of `rules` rules.
+fn load_iptables_policy(lab: &Lab, rules: usize, client: &Pod, servers: &[&Pod]) -> Result<()> {
+    let started = Instant::now();
+    let mut sets = String::from("create cali-client hash:ip -exist\nflush cali-client\n");
+    let _ = writeln!(sets, "add cali-client {}", client.ip);
+    for app in 0..APPS {
+        let _ = writeln!(
+            sets,
+            "create cali-app-{app} hash:ip -exist\nflush cali-app-{app}"
+        );
+        for member in 0..5 {
+            let _ = writeln!(sets, "add cali-app-{app} 10.201.{app}.{}", member + 1);
+        }
+    }
+    for node in lab.nodes() {
+        let mut table = String::from("*filter\n:FORWARD ACCEPT [0:0]\n");
+        let local: Vec<&&Pod> = servers.iter().filter(|s| s.node == node.name).collect();
+        for server in &local {
+            let _ = writeln!(table, ":cali-tw-{} - [0:0]", server.host_iface);
+        }
+        table.push_str("-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n");
+        table.push_str("-A FORWARD -m conntrack --ctstate INVALID -j DROP\n");
+        for server in &local {
+            let chain = format!("cali-tw-{}", server.host_iface);
+            let _ = writeln!(table, "-A FORWARD -o {} -j {chain}", server.host_iface);
+            for rule in 0..rules {
+                let port = FIRST_RULE_PORT + (rule % 60_000) as u16;
+                let peer = match peer_of(rule) {
+                    Peer::App(app) => format!("-m set --match-set cali-app-{app} src"),
+                    Peer::Block(rule) => format!("-s {}", block_cidr(rule)),
+                };
+                let _ = writeln!(table, "-A {chain} -p tcp --dport {port} {peer} -j ACCEPT");
+            }
+            let _ = writeln!(
+                table,
+                "-A {chain} -p tcp -m multiport --dports {IPERF_PORT},{RR_PORT} -m set \
+                 --match-set cali-client src -j ACCEPT\n-A {chain} -j DROP"
+            );
+        }
+        table.push_str("COMMIT\n");
+        pipe(lab, &node.name, &["ipset", "restore"], &sets)?;
+        pipe(lab, &node.name, &["iptables-restore"], &table)?;
+    }
+    eprintln!(
+        "    {rules} iptables rules per server endpoint loaded in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn run_script(lab: &Lab, node: &str, script: &str) -> Result<()> {
+    pipe(lab, node, &["sh", "-e"], script)
+}
+
+/// Runs `cmd` in `node` with `input` on stdin; fails with its stderr.
+fn pipe(lab: &Lab, node: &str, cmd: &[&str], input: &str) -> Result<()> {
+    let ns = lab.netns_of(node)?;
+    let (program, args) = cmd.split_first().context("empty command")?;
+    let mut child: Child = nsenter_command(&ns, *program, args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {} in {node}", cmd.join(" ")))?;
+    child
+        .stdin
+        .take()
+        .context("no stdin")?
+        .write_all(input.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "{} in {node} failed: {}",
+            cmd.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// The dataplane section of REPORT.md, with the goals.
+pub fn render(results: &DataplaneResults) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "\n## Dataplane (pod → pod traffic)\n");
+    let _ = writeln!(
+        out,
+        "Two nodes, native routing, the same pods and veths for every variant: **tortie** (eBPF, \
+         Kubernetes NetworkPolicies), **floor** (kernel routing, no programs, no policy), \
+         **baseline** (kernel routing plus a Calico-style iptables policy: conntrack accept, a \
+         `cali-tw-<iface>` chain per server with the same rules in order, ipsets for pod \
+         selectors, the client's rule last). Rules: ten per policy, each its own peer and port. \
+         Throughput: `iperf3`, one TCP stream. Request/response: `tortie-probe rr`, one byte \
+         each way on one TCP connection. Client pinned to CPU 0, servers to CPU 1. Each cell: \
+         median of {} run(s) of {} s, with the range.\n",
+        results.runs, results.seconds
+    );
+    let _ = writeln!(
+        out,
+        "| variant | rules | path | throughput Gbit/s | RR transactions/s | RR p50 µs | RR p99 µs |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+    for m in &results.measurements {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.2} ({:.2}–{:.2}) | {:.0} ({:.0}–{:.0}) | {:.1} | {:.1} |",
+            m.variant,
+            m.rules,
+            m.path,
+            m.gbps,
+            m.gbps_range.0,
+            m.gbps_range.1,
+            m.rr_rate,
+            m.rr_range.0,
+            m.rr_range.1,
+            m.rr_p50_us,
+            m.rr_p99_us
+        );
+    }
+    let find = |variant: &str, rules: usize, path: &str| {
+        results
+            .measurements
+            .iter()
+            .find(|m| m.variant == variant && m.rules == rules && m.path == path)
+    };
+    let goal = |name: &str, ratio: Option<f64>, limit: f64| match ratio {
+        Some(ratio) if ratio >= limit => format!("- {name}: {ratio:.2}× (met; goal ≥ {limit}×)\n"),
+        Some(ratio) => format!("- {name}: {ratio:.2}× (not met; goal ≥ {limit}×)\n"),
+        None => format!("- {name}: not measured in this run\n"),
+    };
+    out.push('\n');
+    let first_rules = results.rule_counts.first().copied().unwrap_or(10);
+    out.push_str(&goal(
+        &format!("same-node request/response rate, tortie ({first_rules} rules) / floor"),
+        find("tortie", first_rules, "same-node")
+            .zip(find("floor", 0, "same-node"))
+            .map(|(t, f)| t.rr_rate / f.rr_rate),
+        1.5,
+    ));
+    out.push_str(&goal(
+        "cross-node throughput, tortie (1,000 rules) / floor",
+        find("tortie", 1_000, "cross-node")
+            .zip(find("floor", 0, "cross-node"))
+            .map(|(t, f)| t.gbps / f.gbps),
+        0.95,
+    ));
+    out.push_str(&goal(
+        "cross-node throughput, tortie / baseline, both at 1,000 rules",
+        find("tortie", 1_000, "cross-node")
+            .zip(find("baseline", 1_000, "cross-node"))
+            .map(|(t, b)| t.gbps / b.gbps),
+        1.2,
+    ));
+    out
+}
+
+/// CSV rows.
+pub fn csv(results: &DataplaneResults) -> String {
+    let mut csv = String::from(
+        "variant,rules,path,gbps,gbps_min,gbps_max,rr_rate,rr_min,rr_max,rr_p50_us,rr_p99_us\n",
+    );
+    for m in &results.measurements {
+        let _ = writeln!(
+            csv,
+            "{},{},{},{:.3},{:.3},{:.3},{:.1},{:.1},{:.1},{:.1},{:.1}",
+            m.variant,
+            m.rules,
+            m.path,
+            m.gbps,
+            m.gbps_range.0,
+            m.gbps_range.1,
+            m.rr_rate,
+            m.rr_range.0,
+            m.rr_range.1,
+            m.rr_p50_us,
+            m.rr_p99_us
+        );
+    }
+    csv
+}
