@@ -151,11 +151,7 @@ fn check_policy(lab: &Lab, client: &Pod, server: &Pod, enforced: bool) -> Result
     )?;
     let line = String::from_utf8_lossy(&out.stdout);
     let expected = if enforced { "timeout" } else { "refused" };
-    if !line
-        .split_whitespace()
-        .nth(1)
-        .is_some_and(|outcome| outcome == expected)
-    {
+    if line.split_whitespace().nth(1) != Some(expected) {
         bail!(
             "a port no rule allows should give {expected}, got: {}",
             line.trim()
