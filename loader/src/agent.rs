@@ -637,6 +637,7 @@ impl Agent {
                 tables: PolicyTables::of(&compiled),
                 compiled,
             });
+            release_freed_memory();
         }
         if let Some(last) = &self.compiled {
             calc::policy::add_to_desired(&mut desired, &last.compiled, &last.tables);
@@ -664,6 +665,18 @@ impl Agent {
             );
         }
         Ok(())
+    }
+}
+
+/// Hands memory freed by a compilation back to the system. A compilation allocates far more
+/// while it works than it keeps, and glibc's allocator holds on to freed pages it cannot
+/// trim from the top of its heap: without this, the agent's resident size would stay at the
+/// compilation's peak.
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free pages to the kernel; it is thread-safe.
+    unsafe {
+        nix::libc::malloc_trim(0);
     }
 }
 

@@ -346,6 +346,17 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     } else {
         None
     };
+    let scale = if args.runs(Section::ControlPlane) {
+        let (endpoints, rules) = if args.quick {
+            (200, 1_000)
+        } else {
+            (1_000, 10_000)
+        };
+        eprintln!("==> control plane: agent with {endpoints} endpoints and {rules} rules");
+        Some(crate::scale_bench::run(&artifacts, endpoints, rules)?)
+    } else {
+        None
+    };
     let bgp = if args.runs(Section::Bgp) {
         eprintln!("==> control plane: BGP block propagation and learned routes");
         Some(crate::bgp_bench::run(&artifacts)?)
@@ -365,6 +376,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if let Some(cni) = &cni {
         report.push_str(&cni_bench::render(cni, cni_pods));
     }
+    if let Some(scale) = &scale {
+        report.push_str(&crate::scale_bench::render(scale));
+    }
     if let Some(bgp) = &bgp {
         report.push_str(&crate::bgp_bench::render(bgp));
     }
@@ -383,6 +397,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             "policy": policy,
             "control_plane": cni,
             "bgp": bgp,
+            "agent_scale": scale,
             "dataplane": dataplane,
         }))?,
     )?;

@@ -9,6 +9,7 @@ mod lab;
 mod lab_file;
 mod plots;
 mod policy_bench;
+mod scale_bench;
 mod setup;
 
 use anyhow::Result;
