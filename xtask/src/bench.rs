@@ -370,6 +370,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         None
     };
     let mut report = render(&figures, &route_counts, args.quick, policy.as_ref());
+    let charts_dir = if args.out.is_absolute() {
+        args.out.clone()
+    } else {
+        build::workspace_root().join(&args.out)
+    };
     if let Some(dataplane) = &dataplane {
         report.push_str(&crate::dataplane_bench::render(dataplane));
     }
@@ -389,6 +394,27 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     };
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     report.push_str(&write_charts(&out, &figures, policy.as_ref())?);
+    if let Some(dataplane) = &dataplane {
+        let (throughput, rr) = crate::dataplane_bench::chart_series(dataplane);
+        crate::plots::chart(
+            &charts_dir.join("throughput.svg"),
+            "Cross-node TCP throughput by policy rules",
+            "policy rules",
+            "Gbit/s",
+            &throughput,
+        )?;
+        crate::plots::chart(
+            &charts_dir.join("request-response.svg"),
+            "Same-node request/response rate by policy rules",
+            "policy rules",
+            "transactions/s",
+            &rr,
+        )?;
+        report.push_str(
+            "\n![cross-node throughput](throughput.svg)\n\n\
+             ![same-node request/response](request-response.svg)\n",
+        );
+    }
     std::fs::write(out.join("REPORT.md"), &report)?;
     std::fs::write(
         out.join("results.json"),

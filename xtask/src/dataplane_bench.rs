@@ -682,7 +682,72 @@ pub fn render(results: &DataplaneResults) -> String {
             .map(|(t, b)| t.gbps / b.gbps),
         1.2,
     ));
+    // What the profile says about the goals above, with this run's numbers.
+    if let (Some(tortie), Some(floor)) = (
+        find("tortie", first_rules, "same-node"),
+        find("floor", 0, "same-node"),
+    ) {
+        let from_wep_ns = tortie
+            .program_ns
+            .iter()
+            .find(|(program, _, _)| program == "tortie_from_wep")
+            .map_or(0.0, |(_, ns, _)| *ns);
+        let _ = writeln!(
+            out,
+            "\nWhy, from this run: a same-node transaction takes {:.1} µs at the median with \
+             tortie and {:.1} µs on the kernel floor; of tortie's, its programs account for \
+             about {:.1} µs (two packets through `tortie_from_wep` at {:.0} ns each, per the \
+             table above). The remainder, common to every variant, is the two TCP stacks, the \
+             veths and scheduling on a 2-CPU virtual machine: the dataplane is a small share of \
+             a round trip here, so no variant can be much faster than another.",
+            tortie.rr_p50_us,
+            floor.rr_p50_us,
+            2.0 * from_wep_ns / 1e3,
+            from_wep_ns,
+        );
+    }
     out
+}
+
+/// The chart lines: cross-node throughput and same-node request/response by rule count.
+pub fn chart_series(
+    results: &DataplaneResults,
+) -> (Vec<crate::plots::Series>, Vec<crate::plots::Series>) {
+    let max_rules = results.rule_counts.iter().copied().max().unwrap_or(10) as f64;
+    let min_rules = results.rule_counts.iter().copied().min().unwrap_or(10) as f64;
+    let line = |variant: &str, path: &str, metric: fn(&Measurement) -> (f64, f64, f64)| {
+        let points: Vec<(f64, f64, f64, f64)> = results
+            .measurements
+            .iter()
+            .filter(|m| m.variant == variant && m.path == path)
+            .flat_map(|m| {
+                let (median, low, high) = metric(m);
+                // The floor has no rules: drawn flat across the rule counts.
+                if m.variant == "floor" {
+                    vec![
+                        (min_rules, median, low, high),
+                        (max_rules, median, low, high),
+                    ]
+                } else {
+                    vec![(m.rules as f64, median, low, high)]
+                }
+            })
+            .collect();
+        crate::plots::Series {
+            name: variant.to_string(),
+            points,
+        }
+    };
+    let gbps = |m: &Measurement| (m.gbps, m.gbps_range.0, m.gbps_range.1);
+    let rr = |m: &Measurement| (m.rr_rate, m.rr_range.0, m.rr_range.1);
+    let variants = ["tortie", "baseline", "floor"];
+    (
+        variants
+            .iter()
+            .map(|v| line(v, "cross-node", gbps))
+            .collect(),
+        variants.iter().map(|v| line(v, "same-node", rr)).collect(),
+    )
 }
 
 /// CSV rows.

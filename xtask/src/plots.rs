@@ -17,8 +17,19 @@ pub struct Series {
     pub points: Vec<(f64, f64, f64, f64)>,
 }
 
-/// Writes a line chart of `series` to `path`.
+/// Writes a line chart of `series` (in ns per packet) to `path`.
 pub fn line_chart(path: &Path, title: &str, x_label: &str, series: &[Series]) -> Result<()> {
+    chart(path, title, x_label, "ns per packet", series)
+}
+
+/// Writes a line chart of `series` to `path`, the y axis labelled `y_label`.
+pub fn chart(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+) -> Result<()> {
     let points = series.iter().flat_map(|s| s.points.iter());
     let (mut x_min, mut x_max, mut y_max) = (f64::MAX, 1.0f64, 1.0f64);
     for &(x, _, _, high) in points {
@@ -45,7 +56,7 @@ pub fn line_chart(path: &Path, title: &str, x_label: &str, series: &[Series]) ->
     chart
         .configure_mesh()
         .x_desc(x_label)
-        .y_desc("ns per packet")
+        .y_desc(y_label)
         .x_label_formatter(&|x| format_count(*x))
         .draw()
         .map_err(|e| draw(&e))?;
