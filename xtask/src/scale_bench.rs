@@ -145,12 +145,11 @@ fn endpoints_yaml(count: usize) -> String {
 fn policies_yaml(rules: usize) -> String {
     let mut yaml = String::new();
     for policy in 0..rules.div_ceil(RULES_PER_POLICY) {
-        let _ = write!(
-            yaml,
-            "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  \
-             name: scale-{policy}\n  namespace: {NAMESPACE}\nspec:\n  podSelector:\n    \
-             matchLabels: {{app: server}}\n  policyTypes: [Ingress]\n  ingress:\n"
-        );
+        yaml.push_str(&ingress_policy_header(
+            &format!("scale-{policy}"),
+            NAMESPACE,
+            "server",
+        ));
         for i in 0..RULES_PER_POLICY {
             let rule = policy * RULES_PER_POLICY + i;
             let from = match rule % 3 {
@@ -174,6 +173,16 @@ fn policies_yaml(rules: usize) -> String {
         }
     }
     yaml
+}
+
+/// The start of a Kubernetes NetworkPolicy document selecting pods labelled `app: <app>`
+/// for ingress, up to its `ingress:` list (the benchmarks append their rules).
+pub fn ingress_policy_header(name: &str, namespace: &str, app: &str) -> String {
+    format!(
+        "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: {name}\n  \
+         namespace: {namespace}\nspec:\n  podSelector:\n    matchLabels: {{app: {app}}}\n  \
+         policyTypes: [Ingress]\n  ingress:\n"
+    )
 }
 
 /// The scale section of REPORT.md, with the memory goal.
