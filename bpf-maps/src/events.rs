@@ -79,6 +79,32 @@ pub struct FlowEvent {
 
 const _: () = assert!(core::mem::size_of::<FlowEvent>() == 40);
 
+/// Key of [`crate::map_names::IFACE_STATS`]: an interface and the program (hook) that saw
+/// the packets there.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IfaceStatsKey {
+    /// Interface index.
+    pub ifindex: u32,
+    /// [`hook`].
+    pub hook: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 3],
+}
+
+/// Value of [`crate::map_names::IFACE_STATS`] (per CPU): what the programs handled on one
+/// interface in one direction.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IfaceStats {
+    /// Packets.
+    pub packets: u64,
+    /// Bytes (as on the wire when the program saw them).
+    pub bytes: u64,
+    /// Packets dropped.
+    pub drops: u64,
+}
+
 /// Bytes of [`RuleName::text`].
 pub const RULE_NAME_LEN: usize = 124;
 

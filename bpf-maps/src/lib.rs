@@ -63,8 +63,11 @@ pub mod map_names {
     pub const TRACE: &str = "TORTIE_TRACE";
     /// Single-entry array: the deadline of any tracing (0 or past: nobody traces).
     pub const TRACE_UNTIL: &str = "TORTIE_TRACEON";
+    /// LRU per-CPU hash: [`crate::events::IfaceStatsKey`] → [`crate::events::IfaceStats`],
+    /// packets, bytes and drops per interface and hook (interfaces that go away age out).
+    pub const IFACE_STATS: &str = "TORTIE_IFSTATS";
     /// Every map the agent pins, in creation order.
-    pub const ALL: [&str; 17] = [
+    pub const ALL: [&str; 18] = [
         ROUTES,
         IFACES,
         COUNTERS,
@@ -82,6 +85,7 @@ pub mod map_names {
         LAST_RULE,
         TRACE,
         TRACE_UNTIL,
+        IFACE_STATS,
     ];
 }
 

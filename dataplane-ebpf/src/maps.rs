@@ -3,12 +3,14 @@
 
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
-    btf_maps::{lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    btf_maps::{
+        lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf,
+    },
     macros::btf_map,
 };
 use bpf_maps::{
     capacity,
-    events::{FlowEvent, RuleName},
+    events::{FlowEvent, IfaceStats, IfaceStatsKey, RuleName},
     node_flags,
     policy::{CtKey, CtValue, FragmentKey, FragmentValue, IpCacheValue, PolicyKey, PolicyValue},
     Counter, IfaceKey, IfaceValue, NatKey, NatValue, NodeConfig, RouteAddr, RouteValue,
@@ -86,6 +88,13 @@ pub static TORTIE_TRACE: HashMap<RouteAddr, u64, { capacity::TRACE as usize }> =
 
 #[btf_map]
 pub static TORTIE_TRACEON: Array<u64, 1> = Array::new();
+
+#[btf_map]
+pub static TORTIE_IFSTATS: LruPerCpuHashMap<
+    IfaceStatsKey,
+    IfaceStats,
+    { capacity::IFACES as usize },
+> = LruPerCpuHashMap::new();
 
 #[btf_map]
 pub static TORTIE_RULEHITS: PerCpuArray<u64, { capacity::RULE_HITS as usize }> = PerCpuArray::new();

@@ -9,9 +9,9 @@ use bpf_maps::Counter;
 
 use crate::{
     events::{finish_trace, report_drop},
-    maps::count,
+    maps::{count, TORTIE_IFSTATS},
 };
-use bpf_maps::events::FlowEvent;
+use bpf_maps::events::{FlowEvent, IfaceStats, IfaceStatsKey};
 
 /// What a program decided for a packet.
 pub enum Verdict {
@@ -46,7 +46,9 @@ impl Verdict {
 #[inline(always)]
 pub fn finish(ctx: &TcContext, hook: u8, trace: Option<FlowEvent>, verdict: Verdict) -> i32 {
     let outcome = verdict.counter();
-    match apply(verdict) {
+    let action = apply(verdict);
+    count_on_iface(ctx, hook, action.is_err());
+    match action {
         Err(reason) => {
             report_drop(ctx, hook, reason);
             TC_ACT_SHOT
@@ -86,6 +88,35 @@ fn apply(verdict: Verdict) -> Result<i32, Counter> {
                 unsafe { bpf_redirect_neigh(ifindex, core::ptr::null_mut(), 0, 0) },
                 counter,
             )
+        }
+    }
+}
+
+/// Adds the packet to its interface's statistics (this CPU's slot).
+#[inline(always)]
+fn count_on_iface(ctx: &TcContext, hook: u8, dropped: bool) {
+    let key = IfaceStatsKey {
+        // SAFETY: the context pointer is valid for the whole program run.
+        ifindex: unsafe { (*ctx.skb.skb).ifindex },
+        hook,
+        _pad: [0; 3],
+    };
+    let bytes = u64::from(ctx.len());
+    let drops = u64::from(dropped);
+    match TORTIE_IFSTATS.get_ptr_mut(key) {
+        // SAFETY: a per-CPU slot; TC programs do not preempt each other on one CPU.
+        Some(stats) => unsafe {
+            (*stats).packets += 1;
+            (*stats).bytes += bytes;
+            (*stats).drops += drops;
+        },
+        None => {
+            let first = IfaceStats {
+                packets: 1,
+                bytes,
+                drops,
+            };
+            let _ = TORTIE_IFSTATS.insert(key, first, 0);
         }
     }
 }

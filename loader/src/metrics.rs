@@ -215,6 +215,7 @@ pub fn render(sources: &MetricsSources) -> String {
         let _ = writeln!(out, "tortie_drops_total{{reason=\"{reason}\"}} {value}");
     }
 
+    iface_metrics(&mut out, &sources.maps_dir);
     let health = lock(&sources.health);
     metric(
         &mut out,
@@ -318,6 +319,65 @@ fn read_counters(maps_dir: &std::path::Path) -> Vec<(Counter, u64)> {
             Some((*counter, per_cpu.iter().sum()))
         })
         .collect()
+}
+
+/// Packets, bytes and drops per interface and hook, summed over CPUs.
+fn iface_metrics(out: &mut String, maps_dir: &std::path::Path) {
+    use bpf_maps::events::{hook, IfaceStats, IfaceStatsKey};
+    let stats = MapData::from_pin(maps_dir.join(map_names::IFACE_STATS))
+        .ok()
+        .and_then(|data| Map::from_map_data(data).ok())
+        .and_then(|map| {
+            aya::maps::PerCpuHashMap::<MapData, IfaceStatsKey, IfaceStats>::try_from(map).ok()
+        });
+    let Some(stats) = stats else { return };
+    let mut rows: BTreeMap<(String, &'static str), (u64, u64, u64)> = BTreeMap::new();
+    for entry in stats.iter().filter_map(Result::ok) {
+        let (key, per_cpu) = entry;
+        let iface = nix::net::if_::if_indextoname(key.ifindex)
+            .ok()
+            .and_then(|name| name.into_string().ok())
+            .unwrap_or_else(|| key.ifindex.to_string());
+        let direction = match key.hook {
+            hook::FROM_WORKLOAD => "from-pod",
+            hook::TO_WORKLOAD => "to-pod",
+            hook::FROM_HOST_IFACE => "from-fabric",
+            hook::TO_HOST_IFACE => "to-fabric",
+            _ => "other",
+        };
+        let row = rows.entry((iface, direction)).or_default();
+        for cpu in per_cpu.iter() {
+            row.0 += cpu.packets;
+            row.1 += cpu.bytes;
+            row.2 += cpu.drops;
+        }
+    }
+    for (name, help, pick) in [
+        (
+            "tortie_iface_packets_total",
+            "Packets the programs handled, per interface and hook.",
+            0usize,
+        ),
+        (
+            "tortie_iface_bytes_total",
+            "Bytes the programs handled, per interface and hook.",
+            1,
+        ),
+        (
+            "tortie_iface_drops_total",
+            "Packets the programs dropped, per interface and hook (reasons: tortie_drops_total).",
+            2,
+        ),
+    ] {
+        metric(out, name, "counter", help);
+        for ((iface, direction), values) in &rows {
+            let value = [values.0, values.1, values.2][pick];
+            let _ = writeln!(
+                out,
+                "{name}{{iface=\"{iface}\",hook=\"{direction}\"}} {value}"
+            );
+        }
+    }
 }
 
 /// BIRD's state and its sessions by BGP state.

@@ -200,6 +200,15 @@ fn the_agent_reports_metrics_health_and_readiness() {
     assert_eq!(value("tortie_datastore_connected"), 1.0);
     assert!(value("tortie_packets_total{counter=\"decapsulated\"}") >= 1.0);
     assert!(value("tortie_map_entries{map=\"TORTIE_ROUTES\"}") >= 3.0);
+    // Per interface: the server's node saw the client's packets arrive on its uplink, and
+    // the server's answers leave the server's cali interface.
+    assert!(value("tortie_iface_packets_total{iface=\"eth0\",hook=\"from-fabric\"}") >= 1.0);
+    let from_server = format!(
+        "tortie_iface_packets_total{{iface=\"{}\",hook=\"from-pod\"}}",
+        server.host_iface
+    );
+    assert!(value(&from_server) >= 1.0);
+    assert!(value("tortie_iface_bytes_total{iface=\"eth0\",hook=\"from-fabric\"}") >= 64.0);
     assert_eq!(value("tortie_sync_errors_total"), 0.0);
     every_inspection_command_answers(&lab, &server.node);
     traced_pings_are_reported_with_their_outcome(&lab, &client, &server);
