@@ -190,3 +190,17 @@ pub fn agent_logs(lab: &Lab) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// Panics, with the failed pairs and the agents' logs, unless every pod pair of `lab` pings.
+pub fn assert_all_pods_talk(lab: &Lab) {
+    let failed: Vec<_> = lab
+        .connectivity_matrix()
+        .into_iter()
+        .filter(|(_, _, ok)| !ok)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "pings failed: {failed:?}\n{}",
+        agent_logs(lab)
+    );
+}

@@ -668,6 +668,19 @@ impl Lab {
         })
     }
 
+    /// The value of `series` (`name{labels}` as printed) in the `/metrics` of `node`'s agent,
+    /// if the agent answers and exports it.
+    pub fn agent_metric(&self, node: &str, series: &str) -> Option<f64> {
+        let url = format!("http://{}/metrics", spec::AGENT_METRICS_ADDR);
+        let out = self.exec(node, &["curl", "-s", "-m", "5", &url]).ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|line| {
+                let (name, value) = line.rsplit_once(' ')?;
+                (name == series).then(|| value.parse().ok()).flatten()
+            })
+    }
+
     /// Whether the agent of `node` runs.
     pub fn agent_running(&self, node: &str) -> Result<bool> {
         let node = self.node_or_err(node)?;

@@ -139,11 +139,10 @@ pub fn next_steps(
     }
     let _ = writeln!(
         out,
-        "  bpftool map dump pinned {}/{}/v{}/{}",
-        crate::spec::pin_root(lab, first_node).display(),
-        bpf_maps::pins::MAPS_DIR,
-        bpf_maps::MAP_LAYOUT_VERSION,
-        bpf_maps::map_names::ROUTES,
+        "  bpftool map dump pinned {}",
+        crate::spec::maps_dir(&crate::spec::pin_root(lab, first_node))
+            .join(bpf_maps::map_names::ROUTES)
+            .display(),
     );
     let _ = writeln!(
         out,

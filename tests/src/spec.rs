@@ -401,6 +401,11 @@ impl Node {
         }
     }
 
+    /// `<pin root>/maps/v<layout>`: where the agent pins this node's maps.
+    pub fn maps_dir(&self) -> PathBuf {
+        maps_dir(&self.pin_root)
+    }
+
     /// The bridge of the node's segment in the fabric namespace.
     pub fn bridge(&self) -> String {
         segment_bridge(self.segment)
@@ -679,6 +684,13 @@ pub fn etcd_endpoint() -> String {
 /// `/run/tortie/labs/<lab>/cluster.json`, the agents' `--cluster-file`.
 pub fn cluster_file(lab: &str) -> PathBuf {
     state_dir(lab).join("cluster.json")
+}
+
+/// `<pin_root>/maps/v<layout>`: the maps of this build's layout under an agent's pin root.
+pub fn maps_dir(pin_root: &Path) -> PathBuf {
+    pin_root
+        .join(bpf_maps::pins::MAPS_DIR)
+        .join(format!("v{}", bpf_maps::MAP_LAYOUT_VERSION))
 }
 
 #[cfg(test)]

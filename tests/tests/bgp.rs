@@ -118,19 +118,6 @@ fn bpf_route_flags(lab: &Lab, node: &str, prefix: &str) -> Option<Vec<String>> {
         })
 }
 
-fn all_pods_talk(lab: &Lab) {
-    let failed: Vec<_> = lab
-        .connectivity_matrix()
-        .into_iter()
-        .filter(|(_, _, ok)| !ok)
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "pings failed: {failed:?}\n{}",
-        harness::agent_logs(lab)
-    );
-}
-
 fn ping(lab: &Lab, from: &str, to: Ipv4Addr) -> bool {
     let to = to.to_string();
     lab.exec(from, &["ping", "-q", "-c", "1", "-W", "1", &to])
@@ -174,7 +161,7 @@ fn three_nodes_mesh_and_learn_each_others_blocks() {
             "{node} learned its own block"
         );
     }
-    all_pods_talk(&lab);
+    harness::assert_all_pods_talk(&lab);
 }
 
 #[test]
@@ -239,7 +226,7 @@ fn five_nodes_peer_through_one_route_reflector_with_the_mesh_off() {
             (!missing.is_empty()).then(|| format!("missing {missing:?} in:\n{routes}"))
         });
     }
-    all_pods_talk(&lab);
+    harness::assert_all_pods_talk(&lab);
 }
 
 #[test]

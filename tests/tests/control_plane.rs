@@ -116,16 +116,7 @@ fn cni_pods_talk_across_nodes_and_keep_talking_while_etcd_is_down() {
     let pod_ips: BTreeSet<String> = pods.iter().map(|p| p.ip.to_string()).collect();
     assert_eq!(wep_ips, pod_ips);
 
-    let failed: Vec<_> = lab
-        .connectivity_matrix()
-        .into_iter()
-        .filter(|(_, _, ok)| !ok)
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "pings failed: {failed:?}\n{}",
-        harness::agent_logs(&lab)
-    );
+    harness::assert_all_pods_talk(&lab);
 
     // Traffic that runs while etcd goes away keeps running: 25 pings over 5 s, etcd killed
     // after the first second.

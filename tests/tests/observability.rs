@@ -265,10 +265,7 @@ fn every_inspection_command_answers(lab: &Lab, node: &str) {
             }
         }
     }
-    let pin_root = lab.node(node).map(|n| n.pin_root.clone()).expect("node");
-    let maps_dir = pin_root
-        .join(bpf_maps::pins::MAPS_DIR)
-        .join(format!("v{}", bpf_maps::MAP_LAYOUT_VERSION));
+    let maps_dir = lab.node(node).expect("node").maps_dir();
     for name in bpf_maps::map_names::ALL {
         // A ring buffer has no entries to dump; `tortiectl flows` reads it.
         if name == bpf_maps::map_names::EVENTS {
@@ -341,9 +338,7 @@ fn traced_pings_are_reported_with_their_outcome(
         .arg(
             lab.node(&server.node)
                 .expect("node")
-                .pin_root
-                .join(bpf_maps::pins::MAPS_DIR)
-                .join(format!("v{}", bpf_maps::MAP_LAYOUT_VERSION))
+                .maps_dir()
                 .join(bpf_maps::map_names::TRACE_UNTIL),
         )
         .output()

@@ -434,17 +434,10 @@ fn apply_tortie_policies(lab: &Lab, rules: usize, client: &Pod) -> Result<()> {
     Ok(())
 }
 
-/// `tortie_map_entries{map="TORTIE_POLICY"}` of `node`'s agent.
-fn policy_entries(lab: &Lab, node: &str) -> usize {
-    let url = format!("http://{}/metrics", tortie_lab::spec::AGENT_METRICS_ADDR);
-    let Ok(out) = lab.exec(node, &["curl", "-s", "-m", "5", &url]) else {
-        return 0;
-    };
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|line| line.strip_prefix("tortie_map_entries{map=\"TORTIE_POLICY\"} "))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0)
+/// `tortie_map_entries{map="TORTIE_POLICY"}` of `node`'s agent (0 when it does not answer).
+pub fn policy_entries(lab: &Lab, node: &str) -> usize {
+    lab.agent_metric(node, "tortie_map_entries{map=\"TORTIE_POLICY\"}")
+        .map_or(0, |value| value as usize)
 }
 
 /// Stops and cleans up every agent, then routes in the kernel as a plain router would.

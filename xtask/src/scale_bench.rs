@@ -79,23 +79,7 @@ pub fn run(artifacts: &Artifacts, endpoints: usize, rules: usize) -> Result<Scal
     let (rss_mib, _) = memory(pid)?;
     std::thread::sleep(Duration::from_secs(3));
     let (rss_settled_mib, peak_rss_mib) = memory(pid)?;
-    let policy_entries = lab
-        .exec(
-            "node-0",
-            &[
-                "sh",
-                "-c",
-                "curl -s 127.0.0.1:9091/metrics | grep 'map=\"TORTIE_POLICY\"'",
-            ],
-        )
-        .ok()
-        .and_then(|out| {
-            String::from_utf8_lossy(&out.stdout)
-                .split_whitespace()
-                .last()
-                .and_then(|value| value.parse().ok())
-        })
-        .unwrap_or(0);
+    let policy_entries = crate::dataplane_bench::policy_entries(&lab, "node-0");
     drop(lab);
     Ok(ScaleResults {
         endpoints,
