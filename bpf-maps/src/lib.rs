@@ -17,7 +17,7 @@ pub mod policy;
 pub use counters::{Counter, COUNTER_SLOTS};
 
 /// Bumped whenever a key or value below changes size or meaning.
-pub const MAP_LAYOUT_VERSION: u32 = 4;
+pub const MAP_LAYOUT_VERSION: u32 = 5;
 
 /// Map names, as defined in the eBPF object and pinned on bpffs (at most 15 bytes: the kernel's
 /// `BPF_OBJ_NAME_LEN` minus the NUL).

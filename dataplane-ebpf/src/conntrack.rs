@@ -9,7 +9,7 @@
 //! evicted flow that is still alive is picked up again through policy on its next packet.
 
 use aya_ebpf::helpers::generated::bpf_ktime_get_ns;
-use bpf_maps::policy::{ct_flags, CtKey, CtValue};
+use bpf_maps::policy::{ct_flags, CtKey, CtValue, CT_REFRESH_NS};
 
 use crate::{
     flow::{Flow, TCP_FIN, TCP_RST, TCP_SYN},
@@ -50,11 +50,11 @@ pub fn lookup(key: &CtKey) -> Option<*mut CtValue> {
     TORTIE_CT.get_ptr_mut(key)
 }
 
-/// Records a packet of a tracked flow: activity, TCP state, replies.
+/// Records a packet of a tracked flow: activity, TCP state, replies. The entry is written
+/// only when something changed (a new TCP flag, the first reply) or its activity time is
+/// [`CT_REFRESH_NS`] old, so a busy flow's entry stays in both directions' CPU caches.
 #[inline(always)]
 pub fn touch(entry: &mut CtValue, flow: &Flow, src_is_a: bool) {
-    entry.last_seen_ns = now();
-    entry.packets += 1;
     let opened_by_a = entry.flags & ct_flags::OPENED_BY_A != 0;
     let mut flags = entry.flags;
     if opened_by_a != src_is_a {
@@ -65,6 +65,10 @@ pub fn touch(entry: &mut CtValue, flow: &Flow, src_is_a: bool) {
     }
     if flags != entry.flags {
         entry.flags = flags;
+    }
+    let now = now();
+    if now.wrapping_sub(entry.last_seen_ns) >= CT_REFRESH_NS {
+        entry.last_seen_ns = now;
     }
 }
 
@@ -85,7 +89,6 @@ pub fn create(key: &CtKey, flow: &Flow, src_is_a: bool, epoch: u32) {
         last_seen_ns: now,
         flags,
         epoch,
-        packets: 1,
     };
     // LRU: never fails for lack of room, the least recently used flow makes way.
     let _ = TORTIE_CT.insert(key, value, 0);

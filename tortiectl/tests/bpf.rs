@@ -177,7 +177,6 @@ fn populate(root: &ScratchPinRoot, now_ns: u64) -> u64 {
                     | ct_flags::SYN_B
                     | ct_flags::ESTABLISHED,
                 epoch: 2,
-                packets: 10,
             },
             0,
         )
@@ -190,7 +189,6 @@ fn populate(root: &ScratchPinRoot, now_ns: u64) -> u64 {
                 last_seen_ns: now_ns,
                 flags: ct_flags::OPENED_BY_A,
                 epoch: 2,
-                packets: 1,
             },
             0,
         )

@@ -597,7 +597,6 @@ mod tests {
             last_seen_ns: NOW - idle_s * SEC,
             flags,
             epoch: 1,
-            packets: 3,
         }
     }
 

@@ -66,10 +66,8 @@ pub struct CtRow {
     pub flags: Vec<String>,
     /// Seconds since the flow was first allowed.
     pub age_seconds: u64,
-    /// Seconds since its last packet.
+    /// Seconds since its last packet (refreshed by the programs about once a second).
     pub idle_seconds: u64,
-    /// Packets seen.
-    pub packets: u64,
     /// Policy epoch it was allowed under.
     pub epoch: u32,
 }
@@ -98,7 +96,6 @@ impl CtRow {
             flags: flag_names(value.flags, &CT_FLAG_NAMES),
             age_seconds: seconds_since(value.created_ns, now_ns),
             idle_seconds: seconds_since(value.last_seen_ns, now_ns),
-            packets: value.packets,
             epoch: value.epoch,
         }
     }
@@ -149,7 +146,7 @@ pub fn entries(raw: &[(CtKey, CtValue)], now_ns: u64) -> Vec<CtEntry> {
 
 /// The dump table.
 pub fn dump_table(entries: &[CtEntry]) -> Table {
-    let mut table = Table::new(&["FLOW", "OPENER", "STATE", "AGE", "IDLE", "PACKETS", "EPOCH"]);
+    let mut table = Table::new(&["FLOW", "OPENER", "STATE", "AGE", "IDLE", "EPOCH"]);
     for entry in entries {
         let row = &entry.row;
         let opener = if row.opener == "a" { &row.a } else { &row.b };
@@ -159,7 +156,6 @@ pub fn dump_table(entries: &[CtEntry]) -> Table {
             row.state.into(),
             format!("{}s", row.age_seconds),
             format!("{}s", row.idle_seconds),
-            row.packets.to_string(),
             row.epoch.to_string(),
         ]);
     }
@@ -269,7 +265,6 @@ mod tests {
             last_seen_ns: 98 * SEC,
             flags: ct_flags::SYN_B | ct_flags::ESTABLISHED,
             epoch: 3,
-            packets: 12,
         };
         let rows = entries(&[(key(6), value)], 100 * SEC);
         let row = &rows[0];
@@ -281,7 +276,7 @@ mod tests {
         let line = text.lines().nth(1).unwrap();
         assert_eq!(
             line,
-            "tcp 10.65.0.5:40000 ⇄ 10.65.1.7:80  10.65.1.7:80  ESTABLISHED  60s  2s    12       3"
+            "tcp 10.65.0.5:40000 ⇄ 10.65.1.7:80  10.65.1.7:80  ESTABLISHED  60s  2s    3"
         );
         let json = serde_json::to_value(row).unwrap();
         assert_eq!(json["flow"], "tcp 10.65.0.5:40000 ⇄ 10.65.1.7:80");
