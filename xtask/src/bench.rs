@@ -398,7 +398,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let (throughput, rr) = crate::dataplane_bench::chart_series(dataplane);
         crate::plots::chart(
             &charts_dir.join("throughput.svg"),
-            "Cross-node TCP throughput by policy rules",
+            "Cross-node TCP throughput by policy rules (native and VXLAN)",
             "policy rules",
             "Gbit/s",
             &throughput,

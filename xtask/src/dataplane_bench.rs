@@ -22,12 +22,20 @@
 //! (`tortie-probe rr`, one byte each way, like netperf's TCP_RR), to the same-node and the
 //! cross-node server. Clients run on CPU 0 and servers on CPU 1 (`taskset`) in every
 //! variant.
+//!
+//! The cross-node server is measured once more over VXLAN in every variant: tortie with the
+//! pool's `vxlanMode: Always` (its own encapsulation on the uplink), the floor and the
+//! baseline through a kernel `vxlan.calico` device (VNI 4096, port 4789, a /32 tunnel address
+//! per node, static neighbour and FDB entries, pod routes via the peer's tunnel address), as
+//! Calico's iptables dataplane sets it up. For those runs the client's and the server's
+//! `eth0` MTU is 1450, room for the 50-byte VXLAN header on the 1500-byte fabric.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::profile::{self, Profile};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use serde_json::Value;
@@ -38,6 +46,14 @@ use tortie_lab::{
 };
 
 const NAMESPACE: &str = "bench";
+/// Path names, also the report's.
+const SAME_NODE: &str = "same-node";
+const CROSS_NODE: &str = "cross-node";
+const CROSS_NODE_VXLAN: &str = "cross-node VXLAN";
+/// The kernel's VXLAN device in the floor and baseline, named as Calico names it.
+const KERNEL_VXLAN_DEV: &str = "vxlan.calico";
+/// Pod MTU while measuring over VXLAN (1500 less the 50-byte encapsulation).
+const VXLAN_POD_MTU: u32 = 1450;
 const IPERF_PORT: u16 = 5201;
 const RR_PORT: u16 = 7000;
 /// Rules per generated policy; peers and ports as in the policy section.
@@ -82,6 +98,10 @@ pub struct DataplaneResults {
     pub rule_counts: Vec<usize>,
     /// Every cell.
     pub measurements: Vec<Measurement>,
+    /// CPU profiles of extra runs (tortie and the floor), when `perf` could take them.
+    pub profiles: Vec<Profile>,
+    /// Why there are no profiles.
+    pub profile_skipped: Option<String>,
 }
 
 /// Runs the section on a fresh lab `bench-dp`.
@@ -110,10 +130,16 @@ pub fn run(artifacts: &Artifacts, quick: bool) -> Result<DataplaneResults> {
     let same = add(&mut lab, "s1", "node-0", "server")?;
     let cross = add(&mut lab, "s2", "node-1", "server")?;
     let _servers = start_servers(&lab, &[&same, &cross])?;
-    let targets = [("same-node", &same), ("cross-node", &cross)];
+    let native = [(SAME_NODE, &same), (CROSS_NODE, &cross)];
+    let vxlan = [(CROSS_NODE_VXLAN, &cross)];
+    let tunnel_ends = [&client, &cross];
     let mut measurements = Vec::new();
-    let mut measure = |lab: &Lab, variant: &'static str, rules: usize| -> Result<()> {
-        for (path, server) in targets {
+    let mut measure = |lab: &Lab,
+                       variant: &'static str,
+                       rules: usize,
+                       targets: &[(&'static str, &Pod)]|
+     -> Result<()> {
+        for &(path, server) in targets {
             check_policy(lab, &client, server, variant != "floor")
                 .with_context(|| format!("{variant} with {rules} rules, {path}"))?;
             eprintln!("==> dataplane: {variant}, {rules} rules, {path}");
@@ -128,18 +154,45 @@ pub fn run(artifacts: &Artifacts, quick: bool) -> Result<DataplaneResults> {
     };
 
     // The kernel's per-program run time and count, for what each packet cost in real traffic.
+    let profile_skipped = profile::unavailable();
+    let mut profiles = Vec::new();
+    let profile_seconds = seconds.max(2.0);
     let stats = BpfStats::enable()?;
     for &rules in &rule_counts {
         apply_tortie_policies(&lab, rules, &client)?;
-        measure(&lab, "tortie", rules)?;
+        measure(&lab, "tortie", rules, &native)?;
+        if rules == rule_counts[0] && profile_skipped.is_none() {
+            let tortie = format!("tortie, {rules} rules");
+            profiles.push(profile_rr(&lab, &client, &same, &tortie, profile_seconds)?);
+            profiles.push(profile_throughput(
+                &lab,
+                &client,
+                &cross,
+                &tortie,
+                profile_seconds,
+            )?);
+        }
+        over_vxlan(&lab, &tunnel_ends, set_pool_vxlan, || {
+            measure(&lab, "tortie", rules, &vxlan)
+        })?;
     }
     drop(stats);
     eprintln!("==> dataplane: stopping the agents; the kernel routes from here on");
     to_kernel_routing(&mut lab, artifacts)?;
-    measure(&lab, "floor", 0)?;
+    add_kernel_vxlan(&lab)?;
+    measure(&lab, "floor", 0, &native)?;
+    if profile_skipped.is_none() {
+        profiles.push(profile_rr(&lab, &client, &same, "floor", profile_seconds)?);
+    }
+    over_vxlan(&lab, &tunnel_ends, kernel_routes_over_vxlan, || {
+        measure(&lab, "floor", 0, &vxlan)
+    })?;
     for &rules in &rule_counts {
         load_iptables_policy(&lab, rules, &client, &[&same, &cross])?;
-        measure(&lab, "baseline", rules)?;
+        measure(&lab, "baseline", rules, &native)?;
+        over_vxlan(&lab, &tunnel_ends, kernel_routes_over_vxlan, || {
+            measure(&lab, "baseline", rules, &vxlan)
+        })?;
     }
     drop(lab);
     Ok(DataplaneResults {
@@ -147,7 +200,69 @@ pub fn run(artifacts: &Artifacts, quick: bool) -> Result<DataplaneResults> {
         seconds,
         rule_counts,
         measurements,
+        profiles,
+        profile_skipped,
     })
+}
+
+/// Where perf stores samples between recording and reading them.
+fn perf_scratch() -> std::path::PathBuf {
+    std::env::temp_dir().join("tortie-bench-perf.data")
+}
+
+/// A profile of one extra same-node request/response run.
+fn profile_rr(
+    lab: &Lab,
+    client: &Pod,
+    server: &Pod,
+    variant: &str,
+    seconds: f64,
+) -> Result<Profile> {
+    eprintln!("==> dataplane: profiling same-node request/response ({variant})");
+    let target = format!("{}:{RR_PORT}", server.ip);
+    let secs = format!("{seconds}");
+    profile::record(
+        &format!("same-node request/response ({variant})"),
+        seconds,
+        &perf_scratch(),
+        || {
+            let cmd = [
+                "taskset",
+                "-c",
+                "0",
+                "tortie-probe",
+                "rr",
+                &target,
+                "--seconds",
+                &secs,
+            ];
+            lab.exec(&client.key(), &cmd).map(drop)
+        },
+    )
+}
+
+/// A profile of one extra cross-node throughput run.
+fn profile_throughput(
+    lab: &Lab,
+    client: &Pod,
+    server: &Pod,
+    variant: &str,
+    seconds: f64,
+) -> Result<Profile> {
+    eprintln!("==> dataplane: profiling cross-node throughput ({variant})");
+    let ip = server.ip.to_string();
+    let secs = format!("{seconds}");
+    profile::record(
+        &format!("cross-node TCP throughput ({variant})"),
+        seconds,
+        &perf_scratch(),
+        || {
+            let cmd = [
+                "taskset", "-c", "0", "iperf3", "-c", &ip, "-p", "5201", "-t", &secs,
+            ];
+            lab.exec(&client.key(), &cmd).map(drop)
+        },
+    )
 }
 
 /// Proves the variant is what it claims: a port no rule allows (9, where nothing listens)
@@ -467,6 +582,142 @@ fn to_kernel_routing(lab: &mut Lab, artifacts: &Artifacts) -> Result<()> {
     Ok(())
 }
 
+/// Runs `body` with cross-node traffic in VXLAN: `switch(lab, true)` moves the variant's
+/// routing into the tunnel and the pods at `tunnel_ends` get the tunnel's MTU; both are put
+/// back afterwards, also when `body` fails.
+fn over_vxlan(
+    lab: &Lab,
+    tunnel_ends: &[&Pod],
+    switch: fn(&Lab, bool) -> Result<()>,
+    body: impl FnOnce() -> Result<()>,
+) -> Result<()> {
+    switch(lab, true)?;
+    set_pod_mtu(lab, tunnel_ends, VXLAN_POD_MTU)?;
+    let measured = body();
+    set_pod_mtu(lab, tunnel_ends, tortie_lab::spec::MTU)?;
+    switch(lab, false)?;
+    measured
+}
+
+fn set_pod_mtu(lab: &Lab, pods: &[&Pod], mtu: u32) -> Result<()> {
+    use tortie_lab::spec::POD_IFACE;
+    for pod in pods {
+        let mtu = mtu.to_string();
+        let out = lab.exec(&pod.key(), &["ip", "link", "set", POD_IFACE, "mtu", &mtu])?;
+        if !out.status.success() {
+            bail!(
+                "setting {}'s MTU to {mtu}: {}",
+                pod.key(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// tortie over VXLAN or natively: the lab pool's `vxlanMode`, then waits until both nodes'
+/// route maps carry (or no longer carry) VXLAN routes.
+fn set_pool_vxlan(lab: &Lab, on: bool) -> Result<()> {
+    use tortie_lab::spec::{POD_POOL_CIDR, POD_POOL_NAME};
+    let mode = if on { "Always" } else { "Never" };
+    lab.apply_yaml(
+        &format!("bench-pool-vxlan-{mode}.yaml"),
+        &format!(
+            "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: {POD_POOL_NAME}\n\
+             spec:\n  cidr: {POD_POOL_CIDR}\n  blockSize: 26\n  ipipMode: Never\n  \
+             vxlanMode: {mode}\n  natOutgoing: true\n  nodeSelector: all()\n"
+        ),
+    )?;
+    let started = Instant::now();
+    for node in ["node-0", "node-1"] {
+        while has_vxlan_routes(lab, node)? != on {
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!("{node} did not program vxlanMode {mode} within 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    Ok(())
+}
+
+/// Whether any route in `node`'s map is flagged `vxlan`.
+fn has_vxlan_routes(lab: &Lab, node: &str) -> Result<bool> {
+    let out = lab.exec(node, &["tortiectl", "bpf", "routes", "-o", "json"])?;
+    let routes: Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("reading {node}'s routes as JSON"))?;
+    Ok(routes.as_array().into_iter().flatten().any(|route| {
+        route["flags"]
+            .as_array()
+            .is_some_and(|flags| flags.iter().any(|flag| flag == "vxlan"))
+    }))
+}
+
+/// The tunnel address of node `index` on `vxlan.calico` (outside the pool, as Calico's
+/// would be inside it: only the nodes use it).
+fn kernel_vtep_ip(index: usize) -> String {
+    format!("10.66.255.{}", index + 1)
+}
+
+fn kernel_vtep_mac(index: usize) -> String {
+    format!("66:c5:00:00:00:{:02x}", index + 1)
+}
+
+/// A `vxlan.calico` device on every node with static neighbour and FDB entries for every
+/// other node, as Calico's VXLAN mode has; routes stay native until
+/// [`kernel_routes_over_vxlan`].
+fn add_kernel_vxlan(lab: &Lab) -> Result<()> {
+    use tortie_lab::spec::{NODE_UPLINK, VXLAN_PORT, VXLAN_VNI};
+    let nodes = lab.nodes().to_vec();
+    for node in &nodes {
+        let mut script = format!(
+            "ip link add {KERNEL_VXLAN_DEV} type vxlan id {VXLAN_VNI} dstport {VXLAN_PORT} \
+             local {ip} dev {NODE_UPLINK} nolearning\n\
+             ip link set {KERNEL_VXLAN_DEV} address {mac} mtu {VXLAN_POD_MTU} up\n\
+             ip addr add {vtep}/32 dev {KERNEL_VXLAN_DEV}\n",
+            ip = node.ip,
+            mac = kernel_vtep_mac(node.index),
+            vtep = kernel_vtep_ip(node.index),
+        );
+        for other in nodes.iter().filter(|other| other.name != node.name) {
+            let _ = writeln!(
+                script,
+                "ip neigh replace {vtep} lladdr {mac} dev {KERNEL_VXLAN_DEV} nud permanent\n\
+                 bridge fdb append {mac} dev {KERNEL_VXLAN_DEV} dst {ip}",
+                vtep = kernel_vtep_ip(other.index),
+                mac = kernel_vtep_mac(other.index),
+                ip = other.ip,
+            );
+        }
+        run_script(lab, &node.name, &script)?;
+    }
+    Ok(())
+}
+
+/// Kernel routes to the other node's pods through `vxlan.calico` (`on`) or straight via the
+/// node (`!on`).
+fn kernel_routes_over_vxlan(lab: &Lab, on: bool) -> Result<()> {
+    let nodes = lab.nodes();
+    for node in nodes {
+        let mut script = String::new();
+        for pod in lab.pods().iter().filter(|pod| pod.node != node.name) {
+            let Some(other) = nodes.iter().find(|n| n.name == pod.node) else {
+                continue;
+            };
+            let via = if on {
+                format!(
+                    "via {} dev {KERNEL_VXLAN_DEV} onlink",
+                    kernel_vtep_ip(other.index)
+                )
+            } else {
+                format!("via {}", other.ip)
+            };
+            let _ = writeln!(script, "ip route replace {}/32 {via}", pod.ip);
+        }
+        run_script(lab, &node.name, &script)?;
+    }
+    Ok(())
+}
+
 /// Replaces every node's iptables and ipsets with the Calico-style policy of `rules` rules.
 fn load_iptables_policy(lab: &Lab, rules: usize, client: &Pod, servers: &[&Pod]) -> Result<()> {
     let started = Instant::now();
@@ -553,11 +804,16 @@ pub fn render(results: &DataplaneResults) -> String {
     let _ = writeln!(out, "\n## Dataplane (pod → pod traffic)\n");
     let _ = writeln!(
         out,
-        "Two nodes, native routing, the same pods and veths for every variant: **tortie** (eBPF, \
+        "Two nodes, the same pods and veths for every variant: **tortie** (eBPF, \
          Kubernetes NetworkPolicies), **floor** (kernel routing, no programs, no policy), \
          **baseline** (kernel routing plus a Calico-style iptables policy: conntrack accept, a \
          `cali-tw-<iface>` chain per server with the same rules in order, ipsets for pod \
-         selectors, the client's rule last). Rules: ten per policy, each its own peer and port. \
+         selectors, the client's rule last). Paths: same-node and cross-node with native \
+         routing; *cross-node VXLAN* is the cross-node pair again in a tunnel, tortie's own \
+         encapsulation (pool `vxlanMode: Always`) against a kernel `vxlan.calico` device (VNI \
+         4096, static neighbour and FDB entries, pod routes via the peer's tunnel address) for \
+         the floor and the baseline, with both pods' MTU at 1450. \
+         Rules: ten per policy, each its own peer and port. \
          Throughput: `iperf3`, one TCP stream. Request/response: `tortie-probe rr`, one byte \
          each way on one TCP connection. Client pinned to CPU 0, servers to CPU 1. Each cell: \
          median of {} run(s) of {} s, with the range.\n",
@@ -623,61 +879,52 @@ pub fn render(results: &DataplaneResults) -> String {
     let fast_path = results
         .measurements
         .iter()
-        .filter(|m| m.variant == "tortie" && m.path == "same-node")
+        .filter(|m| m.variant == "tortie" && m.path == SAME_NODE)
         .flat_map(|m| m.program_ns.iter())
         .filter(|(program, _, _)| program == "tortie_from_wep")
         .map(|(_, ns, _)| *ns)
         .fold(None, |best: Option<f64>, ns| {
             Some(best.map_or(ns, |b| b.min(ns)))
         });
-    match fast_path {
-        Some(ns) if ns <= 60.0 => {
-            let _ = writeln!(
-                out,
-                "- established fast path (tortie_from_wep, same node): {ns:.0} ns per packet \
-                 (met; goal ≤ 60 ns)"
-            );
-        }
-        Some(ns) => {
-            let _ = writeln!(
-                out,
-                "- established fast path (tortie_from_wep, same node): {ns:.0} ns per packet \
-                 (not met; goal ≤ 60 ns, {:.2}×). The per-packet work is a parse, the \
-                 anti-spoof check, one conntrack lookup and update, one route lookup, the \
-                 interface lookup and the redirect; the table above splits it by program",
-                ns / 60.0
-            );
-        }
-        None => {
-            let _ = writeln!(out, "- established fast path: not measured in this run");
-        }
+    if let Some(ns) = fast_path {
+        // The goal is judged on the program's own cost (Programs section); in traffic the
+        // same path also pays cache misses and the statistics' own clock reads.
+        let _ = writeln!(
+            out,
+            "- established fast path in traffic (tortie_from_wep, same node): {ns:.0} ns per \
+             packet by the kernel's BPF statistics, which include cache misses on the maps and \
+             two clock reads per run; the goal is judged on the program's own cost in the \
+             Programs section"
+        );
     }
     let first_rules = results.rule_counts.first().copied().unwrap_or(10);
     out.push_str(&goal(
         &format!("same-node request/response rate, tortie ({first_rules} rules) / floor"),
-        find("tortie", first_rules, "same-node")
-            .zip(find("floor", 0, "same-node"))
+        find("tortie", first_rules, SAME_NODE)
+            .zip(find("floor", 0, SAME_NODE))
             .map(|(t, f)| t.rr_rate / f.rr_rate),
         1.5,
     ));
-    out.push_str(&goal(
-        "cross-node throughput, tortie (1,000 rules) / floor",
-        find("tortie", 1_000, "cross-node")
-            .zip(find("floor", 0, "cross-node"))
-            .map(|(t, f)| t.gbps / f.gbps),
-        0.95,
-    ));
-    out.push_str(&goal(
-        "cross-node throughput, tortie / baseline, both at 1,000 rules",
-        find("tortie", 1_000, "cross-node")
-            .zip(find("baseline", 1_000, "cross-node"))
-            .map(|(t, b)| t.gbps / b.gbps),
-        1.2,
-    ));
+    for path in [CROSS_NODE, CROSS_NODE_VXLAN] {
+        out.push_str(&goal(
+            &format!("{path} throughput, tortie (1,000 rules) / floor"),
+            find("tortie", 1_000, path)
+                .zip(find("floor", 0, path))
+                .map(|(t, f)| t.gbps / f.gbps),
+            0.95,
+        ));
+        out.push_str(&goal(
+            &format!("{path} throughput, tortie / baseline, both at 1,000 rules"),
+            find("tortie", 1_000, path)
+                .zip(find("baseline", 1_000, path))
+                .map(|(t, b)| t.gbps / b.gbps),
+            1.2,
+        ));
+    }
     // What the profile says about the goals above, with this run's numbers.
     if let (Some(tortie), Some(floor)) = (
-        find("tortie", first_rules, "same-node"),
-        find("floor", 0, "same-node"),
+        find("tortie", first_rules, SAME_NODE),
+        find("floor", 0, SAME_NODE),
     ) {
         let from_wep_ns = tortie
             .program_ns
@@ -693,13 +940,18 @@ pub fn render(results: &DataplaneResults) -> String {
              where the floor forwards through the host's stack; the rest is the two TCP stacks, \
              the veths and scheduling on a 2-CPU virtual machine, the same for every variant. \
              Runs vary by tens of percent here (the ranges above), so a ratio near a goal's \
-             limit can fall on either side from one run to the next.",
+             limit can fall on either side from one run to the next. The profiles below show \
+             the same from the CPU's side.",
             tortie.rr_p50_us,
             floor.rr_p50_us,
             2.0 * from_wep_ns / 1e3,
             from_wep_ns,
         );
     }
+    out.push_str(&profile::render(
+        &results.profiles,
+        results.profile_skipped.as_deref(),
+    ));
     out
 }
 
@@ -710,6 +962,11 @@ pub fn chart_series(
     let max_rules = results.rule_counts.iter().copied().max().unwrap_or(10) as f64;
     let min_rules = results.rule_counts.iter().copied().min().unwrap_or(10) as f64;
     let line = |variant: &str, path: &str, metric: fn(&Measurement) -> (f64, f64, f64)| {
+        let name = if path == CROSS_NODE_VXLAN {
+            format!("{variant} (VXLAN)")
+        } else {
+            variant.to_string()
+        };
         let points: Vec<(f64, f64, f64, f64)> = results
             .measurements
             .iter()
@@ -727,20 +984,17 @@ pub fn chart_series(
                 }
             })
             .collect();
-        crate::plots::Series {
-            name: variant.to_string(),
-            points,
-        }
+        crate::plots::Series { name, points }
     };
     let gbps = |m: &Measurement| (m.gbps, m.gbps_range.0, m.gbps_range.1);
     let rr = |m: &Measurement| (m.rr_rate, m.rr_range.0, m.rr_range.1);
     let variants = ["tortie", "baseline", "floor"];
     (
-        variants
+        [CROSS_NODE, CROSS_NODE_VXLAN]
             .iter()
-            .map(|v| line(v, "cross-node", gbps))
+            .flat_map(|path| variants.iter().map(|v| line(v, path, gbps)))
             .collect(),
-        variants.iter().map(|v| line(v, "same-node", rr)).collect(),
+        variants.iter().map(|v| line(v, SAME_NODE, rr)).collect(),
     )
 }
 

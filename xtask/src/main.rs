@@ -9,6 +9,7 @@ mod lab;
 mod lab_file;
 mod plots;
 mod policy_bench;
+mod profile;
 mod scale_bench;
 mod setup;
 

@@ -27,6 +27,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     // The benchmark's Calico-style iptables baseline.
     "iptables",
     "ipset",
+    // The benchmark's CPU profiles.
+    "linux-perf",
 ];
 
 /// bpf-linker must link against the same LLVM major as rustc (22 for the pinned toolchains).
