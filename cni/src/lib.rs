@@ -76,6 +76,7 @@ pub fn run(env: &Environment, stdin: &[u8]) -> Outcome {
         node = %conf.nodename,
     );
     let _entered = span.enter();
+    tracing::debug!("started");
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -350,11 +350,26 @@ pub fn call_cni(
 /// Creates `pod` on `node` the way a runtime does: a new network namespace, then CNI ADD.
 /// On failure the namespace is removed again (the plugin itself undoes its part).
 pub fn add_pod(lab: &str, artifacts: &Artifacts, node: &Node, pod: &Pod) -> Result<Attachment> {
+    add_pod_timed(lab, artifacts, node, pod).map(|(attachment, _)| attachment)
+}
+
+/// [`add_pod`], also returning how long the CNI ADD call itself took (the runtime's share,
+/// creating the namespace, excluded).
+pub fn add_pod_timed(
+    lab: &str,
+    artifacts: &Artifacts,
+    node: &Node,
+    pod: &Pod,
+) -> Result<(Attachment, std::time::Duration)> {
     netns::create_netns(&pod.netns)?;
     let result = netns::set_link_up(&pod.netns, "lo")
         .map_err(anyhow::Error::from)
-        .and_then(|()| call_cni(lab, artifacts, node, pod, "ADD"))
-        .and_then(|output| parse_add_result(pod, &output));
+        .and_then(|()| {
+            let started = std::time::Instant::now();
+            let output = call_cni(lab, artifacts, node, pod, "ADD")?;
+            let took = started.elapsed();
+            Ok((parse_add_result(pod, &output)?, took))
+        });
     if result.is_err() {
         let _ = netns::delete_netns(&pod.netns);
     }

@@ -51,6 +51,7 @@ pub(super) async fn run(conf: &NetConf, container: &Container) -> Result<Value, 
     let netns = NetNs::open(netns_path).map_err(netns_error)?;
     let store = store::connect(&conf.etcd_endpoints).await?;
     let host = link::connect().map_err(interface_error)?;
+    tracing::debug!("connected to the datastore and rtnetlink");
 
     let inputs = Inputs {
         pools: store::usable_pools(&store::ip_pools(&store).await?, &conf.nodename),
@@ -60,6 +61,10 @@ pub(super) async fn run(conf: &NetConf, container: &Container) -> Result<Value, 
             None => None,
         },
     };
+    tracing::debug!(
+        pools = inputs.pools.len(),
+        "pools, IPAM configuration and pod read"
+    );
 
     let attach = Attach {
         conf,
@@ -142,8 +147,9 @@ impl Attach<'_> {
             .map_err(|e| store::ipam_error("assign an address", e))?;
         tracing::info!(%ip, handle = %id.handle, "address assigned");
 
-        // 2. The veth pair, created in the host namespace. A leftover of an earlier sandbox of
-        //    the same pod (or of a crashed ADD) is removed first, as Calico does.
+        // 2. The veth pair, its host side here and its pod side in the pod's namespace. A
+        //    leftover of an earlier sandbox of the same pod (or of a crashed ADD) is removed first,
+        //    as Calico does.
         for stale in [&id.host_ifname, &id.temp_ifname] {
             if link::delete_link(host, stale, "the host netns")
                 .await
@@ -152,20 +158,19 @@ impl Attach<'_> {
                 tracing::warn!(iface = %stale, "deleted a leftover interface of an earlier sandbox");
             }
         }
-        let host_index = link::create_veth(host, &id.host_ifname, &id.temp_ifname, conf.mtu)
+        let host_index = link::create_veth(host, &id.host_ifname, &id.temp_ifname, conf.mtu, netns)
             .await
             .map_err(interface_error)?;
         undo.push(UndoAction::DeleteHostLink {
             name: id.host_ifname.clone(),
         });
+        tracing::debug!(iface = %id.host_ifname, "veth pair created");
         link::configure_host_side(host, host_index, &id.host_ifname)
             .await
             .map_err(interface_error)?;
+        tracing::debug!(iface = %id.host_ifname, "host side configured");
 
-        // 3. The pod side: into the pod's namespace, renamed and configured there.
-        link::move_to_netns(host, &id.temp_ifname, netns)
-            .await
-            .map_err(interface_error)?;
+        // 3. The pod side, created in the pod's namespace: renamed and configured there.
         let (temp, ifname, mtu) = (id.temp_ifname.clone(), id.ifname.clone(), conf.mtu);
         let netns_name = netns.path().display().to_string();
         let pod_mac = netns
