@@ -17,7 +17,7 @@ pub mod policy;
 pub use counters::{Counter, COUNTER_SLOTS};
 
 /// Bumped whenever a key or value below changes size or meaning.
-pub const MAP_LAYOUT_VERSION: u32 = 5;
+pub const MAP_LAYOUT_VERSION: u32 = 6;
 
 /// Map names, as defined in the eBPF object and pinned on bpffs (at most 15 bytes: the kernel's
 /// `BPF_OBJ_NAME_LEN` minus the NUL).
@@ -66,8 +66,11 @@ pub mod map_names {
     /// LRU per-CPU hash: [`crate::events::IfaceStatsKey`] → [`crate::events::IfaceStats`],
     /// packets, bytes and drops per interface and hook (interfaces that go away age out).
     pub const IFACE_STATS: &str = "TORTIE_IFSTATS";
+    /// Per-CPU scratch: [`crate::policy::CoarseClock`], a clock read at most once per jiffy
+    /// for conntrack activity times.
+    pub const CLOCK: &str = "TORTIE_CLOCK";
     /// Every map the agent pins, in creation order.
-    pub const ALL: [&str; 18] = [
+    pub const ALL: [&str; 19] = [
         ROUTES,
         IFACES,
         COUNTERS,
@@ -86,6 +89,7 @@ pub mod map_names {
         TRACE,
         TRACE_UNTIL,
         IFACE_STATS,
+        CLOCK,
     ];
 }
 

@@ -165,6 +165,18 @@ pub struct CtValue {
 
 const _: () = assert!(core::mem::size_of::<CtValue>() == 24);
 
+/// Value of [`crate::map_names::CLOCK`] (per CPU): `bpf_ktime_get_ns` as last read, and
+/// the jiffy it was read in. Packets of the same jiffy reuse the reading: the clock helper
+/// costs more than the rest of a conntrack hit, and activity times need no finer grain.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CoarseClock {
+    /// `bpf_jiffies64` when [`Self::ns`] was read.
+    pub jiffies: u64,
+    /// `bpf_ktime_get_ns` then.
+    pub ns: u64,
+}
+
 /// How stale [`CtValue::last_seen_ns`] may grow before a packet refreshes it. The two
 /// directions of a flow usually run on different CPUs; a write on every packet would move
 /// the entry's cache line between them each time, which costs more than the rest of the

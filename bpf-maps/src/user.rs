@@ -12,6 +12,7 @@ use aya::{
 // spelled out as fields, so every bit pattern is valid and none is uninitialised.
 unsafe impl aya::Pod for super::RouteValue {}
 unsafe impl aya::Pod for super::IfaceValue {}
+unsafe impl aya::Pod for super::policy::CoarseClock {}
 unsafe impl bytemuck::Zeroable for super::RouteValue {}
 unsafe impl bytemuck::Pod for super::RouteValue {}
 unsafe impl bytemuck::Zeroable for super::IfaceValue {}

@@ -8,13 +8,13 @@
 //! when it is full the kernel evicts the least recently used flow, never a busy one; an
 //! evicted flow that is still alive is picked up again through policy on its next packet.
 
-use aya_ebpf::helpers::generated::bpf_ktime_get_ns;
+use aya_ebpf::helpers::generated::{bpf_jiffies64, bpf_ktime_get_ns};
 use bpf_maps::policy::{ct_flags, CtKey, CtValue, CT_REFRESH_NS};
 
 use crate::{
     flow::{Flow, TCP_FIN, TCP_RST, TCP_SYN},
     headers::{ICMP_ECHO_REQUEST, IPPROTO_ICMP, IPPROTO_TCP},
-    maps::TORTIE_CT,
+    maps::{TORTIE_CLOCK, TORTIE_CT},
 };
 
 /// A flow's entry key and whether the packet's source is side A of it.
@@ -66,7 +66,7 @@ pub fn touch(entry: &mut CtValue, flow: &Flow, src_is_a: bool) {
     if flags != entry.flags {
         entry.flags = flags;
     }
-    let now = now();
+    let now = coarse_now();
     if now.wrapping_sub(entry.last_seen_ns) >= CT_REFRESH_NS {
         entry.last_seen_ns = now;
     }
@@ -75,7 +75,7 @@ pub fn touch(entry: &mut CtValue, flow: &Flow, src_is_a: bool) {
 /// Starts tracking a flow whose first packet policy has just allowed.
 #[inline(always)]
 pub fn create(key: &CtKey, flow: &Flow, src_is_a: bool, epoch: u32) {
-    let now = now();
+    let now = coarse_now();
     let mut flags = if src_is_a { ct_flags::OPENED_BY_A } else { 0 };
     if flow.protocol == IPPROTO_TCP {
         flags |= tcp_bits(flow.tcp_flags, src_is_a);
@@ -156,4 +156,23 @@ fn tcp_bits(tcp_flags: u8, src_is_a: bool) -> u32 {
 fn now() -> u64 {
     // SAFETY: plain helper call without arguments.
     unsafe { bpf_ktime_get_ns() }
+}
+
+/// [`now`] as read earlier in the same jiffy on this CPU (at most a few milliseconds old);
+/// the jiffies counter is a plain memory read once the kernel inlines its helper.
+#[inline(always)]
+fn coarse_now() -> u64 {
+    // SAFETY: plain helper call without arguments.
+    let jiffies = unsafe { bpf_jiffies64() };
+    let Some(clock) = TORTIE_CLOCK.get_ptr_mut(0) else {
+        return now();
+    };
+    // SAFETY: a per-CPU slot; TC programs do not preempt each other on one CPU.
+    unsafe {
+        if (*clock).jiffies != jiffies || (*clock).ns == 0 {
+            (*clock).jiffies = jiffies;
+            (*clock).ns = now();
+        }
+        (*clock).ns
+    }
 }

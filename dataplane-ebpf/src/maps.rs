@@ -12,7 +12,10 @@ use bpf_maps::{
     capacity,
     events::{FlowEvent, IfaceStats, IfaceStatsKey, RuleName},
     node_flags,
-    policy::{CtKey, CtValue, FragmentKey, FragmentValue, IpCacheValue, PolicyKey, PolicyValue},
+    policy::{
+        CoarseClock, CtKey, CtValue, FragmentKey, FragmentValue, IpCacheValue, PolicyKey,
+        PolicyValue,
+    },
     Counter, IfaceKey, IfaceValue, NatKey, NatValue, NodeConfig, RouteAddr, RouteValue,
     COUNTER_SLOTS,
 };
@@ -82,6 +85,9 @@ pub static TORTIE_RULENAME: HashMap<
 
 #[btf_map]
 pub static TORTIE_LASTRULE: PerCpuArray<u32, 1> = PerCpuArray::new();
+
+#[btf_map]
+pub static TORTIE_CLOCK: PerCpuArray<CoarseClock, 1> = PerCpuArray::new();
 
 #[btf_map]
 pub static TORTIE_TRACE: HashMap<RouteAddr, u64, { capacity::TRACE as usize }> = HashMap::new();
