@@ -79,17 +79,18 @@ pub struct FlowEvent {
 
 const _: () = assert!(core::mem::size_of::<FlowEvent>() == 40);
 
-/// Key of [`crate::map_names::IFACE_STATS`]: an interface and the program (hook) that saw
-/// the packets there.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct IfaceStatsKey {
-    /// Interface index.
-    pub ifindex: u32,
-    /// [`hook`].
-    pub hook: u8,
-    /// Explicit padding.
-    pub _pad: [u8; 3],
+/// The statistics slot of the uplink (workloads get theirs from the agent, in
+/// [`crate::IfaceValue::stats_slot`]).
+pub const UPLINK_STATS_SLOT: u32 = 0;
+/// An interface without a statistics slot: its packets are not counted per interface.
+pub const NO_STATS_SLOT: u32 = u32::MAX;
+
+/// Index in [`crate::map_names::IFACE_STATS`] of what the programs saw on the interface with
+/// statistics slot `slot`: its ingress hook (packets arriving from the pod or the fabric), or
+/// its egress hook.
+#[inline(always)]
+pub const fn iface_stats_index(slot: u32, egress: bool) -> u32 {
+    slot.wrapping_mul(2).wrapping_add(egress as u32)
 }
 
 /// Value of [`crate::map_names::IFACE_STATS`] (per CPU): what the programs handled on one

@@ -17,7 +17,7 @@ pub mod policy;
 pub use counters::{Counter, COUNTER_SLOTS};
 
 /// Bumped whenever a key or value below changes size or meaning.
-pub const MAP_LAYOUT_VERSION: u32 = 6;
+pub const MAP_LAYOUT_VERSION: u32 = 7;
 
 /// Map names, as defined in the eBPF object and pinned on bpffs (at most 15 bytes: the kernel's
 /// `BPF_OBJ_NAME_LEN` minus the NUL).
@@ -63,8 +63,9 @@ pub mod map_names {
     pub const TRACE: &str = "TORTIE_TRACE";
     /// Single-entry array: the deadline of any tracing (0 or past: nobody traces).
     pub const TRACE_UNTIL: &str = "TORTIE_TRACEON";
-    /// LRU per-CPU hash: [`crate::events::IfaceStatsKey`] → [`crate::events::IfaceStats`],
-    /// packets, bytes and drops per interface and hook (interfaces that go away age out).
+    /// Per-CPU array of [`crate::events::IfaceStats`]: packets, bytes and drops per interface
+    /// and direction, at [`crate::events::iface_stats_index`] of the interface's statistics
+    /// slot (which the agent hands out and zeroes before reuse).
     pub const IFACE_STATS: &str = "TORTIE_IFSTATS";
     /// Per-CPU scratch: [`crate::policy::CoarseClock`], a clock read at most once per jiffy
     /// for conntrack activity times.
@@ -113,6 +114,8 @@ pub mod capacity {
     pub const ROUTES: u32 = 1 << 18;
     /// Interfaces the programs are attached to.
     pub const IFACES: u32 = 1 << 14;
+    /// Per-interface statistics: an ingress and an egress entry per interface.
+    pub const IFACE_STATS: u32 = 2 * IFACES;
     /// natOutgoing flows (two entries each).
     pub const NAT: u32 = 1 << 16;
     /// Policy CIDRs (and their `except` holes).
@@ -212,13 +215,17 @@ pub struct IfaceValue {
     pub workload_mac: [u8; 6],
     /// MAC of the host side of the veth: source MAC of delivered frames, ARP answers.
     pub host_mac: [u8; 6],
+    /// Where the programs count this interface's packets (see
+    /// [`crate::events::iface_stats_index`]); given out by the agent, stable while the
+    /// interface is programmed.
+    pub stats_slot: u32,
 }
 
 /// Key of [`map_names::IFACES`].
 pub type IfaceKey = u32;
 
 const _: () = assert!(core::mem::size_of::<RouteValue>() == 20);
-const _: () = assert!(core::mem::size_of::<IfaceValue>() == 20);
+const _: () = assert!(core::mem::size_of::<IfaceValue>() == 24);
 
 /// Bit flags of [`NodeConfig`].
 pub mod node_flags {

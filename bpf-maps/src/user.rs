@@ -29,7 +29,6 @@ unsafe impl aya::Pod for super::policy::FragmentKey {}
 unsafe impl aya::Pod for super::policy::FragmentValue {}
 unsafe impl aya::Pod for super::events::FlowEvent {}
 unsafe impl aya::Pod for super::events::RuleName {}
-unsafe impl aya::Pod for super::events::IfaceStatsKey {}
 unsafe impl aya::Pod for super::events::IfaceStats {}
 
 /// Every entry of `map` (a hash of `capacity` entries), deduplicated. The walk is bounded:

@@ -3,14 +3,12 @@
 
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
-    btf_maps::{
-        lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf,
-    },
+    btf_maps::{lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
     macros::btf_map,
 };
 use bpf_maps::{
     capacity,
-    events::{FlowEvent, IfaceStats, IfaceStatsKey, RuleName},
+    events::{FlowEvent, IfaceStats, RuleName},
     node_flags,
     policy::{
         CoarseClock, CtKey, CtValue, FragmentKey, FragmentValue, IpCacheValue, PolicyKey,
@@ -96,11 +94,8 @@ pub static TORTIE_TRACE: HashMap<RouteAddr, u64, { capacity::TRACE as usize }> =
 pub static TORTIE_TRACEON: Array<u64, 1> = Array::new();
 
 #[btf_map]
-pub static TORTIE_IFSTATS: LruPerCpuHashMap<
-    IfaceStatsKey,
-    IfaceStats,
-    { capacity::IFACES as usize },
-> = LruPerCpuHashMap::new();
+pub static TORTIE_IFSTATS: PerCpuArray<IfaceStats, { capacity::IFACE_STATS as usize }> =
+    PerCpuArray::new();
 
 #[btf_map]
 pub static TORTIE_RULEHITS: PerCpuArray<u64, { capacity::RULE_HITS as usize }> = PerCpuArray::new();

@@ -8,7 +8,7 @@ use crate::{
     flow::read_flow,
     forward::{deliver_to_local_workload, to_remote_host, to_remote_workload},
     headers::{ether_type, read_ipv4, ETH_P_ARP, ETH_P_IP},
-    maps::{iface_lookup, node_config, route_lookup},
+    maps::{node_config, route_lookup},
     nat, policy,
     verdict::Verdict,
 };
@@ -34,19 +34,19 @@ pub fn to_workload(ctx: &TcContext) -> Verdict {
     }
 }
 
-/// Decides what happens to a frame the pod behind `ifindex` sent.
+/// Decides what happens to a frame the pod behind `ifindex` (described by `iface`) sent.
 #[inline(always)]
-pub fn from_workload(ctx: &TcContext, ifindex: u32) -> Verdict {
+pub fn from_workload(ctx: &TcContext, ifindex: u32, iface: Option<&IfaceValue>) -> Verdict {
     // Until the agent has programmed an interface, nothing from it is trusted.
-    let Some(iface) = iface_lookup(ifindex) else {
+    let Some(iface) = iface else {
         return Verdict::Drop(Counter::DropUnknownWorkload);
     };
     if iface.flags & iface_flags::WORKLOAD == 0 {
         return Verdict::Drop(Counter::DropUnknownWorkload);
     }
     match ether_type(ctx) {
-        Some(ETH_P_IP) => ipv4_from_workload(ctx, &iface),
-        Some(ETH_P_ARP) => arp::from_workload(ctx, ifindex, &iface),
+        Some(ETH_P_IP) => ipv4_from_workload(ctx, iface),
+        Some(ETH_P_ARP) => arp::from_workload(ctx, ifindex, iface),
         None => Verdict::Drop(Counter::DropMalformed),
         // IPv6 and anything else are not routed for pods yet; dropping keeps them from
         // reaching the host unchecked.

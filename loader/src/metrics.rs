@@ -321,35 +321,49 @@ fn read_counters(maps_dir: &std::path::Path) -> Vec<(Counter, u64)> {
         .collect()
 }
 
-/// Packets, bytes and drops per interface and hook, summed over CPUs.
+/// Packets, bytes and drops per interface and hook, summed over CPUs: each programmed
+/// interface's statistics slot (from `TORTIE_IFACES`) read in `TORTIE_IFSTATS`.
 fn iface_metrics(out: &mut String, maps_dir: &std::path::Path) {
-    use bpf_maps::events::{hook, IfaceStats, IfaceStatsKey};
-    let stats = MapData::from_pin(maps_dir.join(map_names::IFACE_STATS))
-        .ok()
-        .and_then(|data| Map::from_map_data(data).ok())
-        .and_then(|map| {
-            aya::maps::PerCpuHashMap::<MapData, IfaceStatsKey, IfaceStats>::try_from(map).ok()
-        });
-    let Some(stats) = stats else { return };
+    use bpf_maps::{
+        events::{iface_stats_index, IfaceStats, NO_STATS_SLOT},
+        iface_flags, IfaceKey, IfaceValue,
+    };
+    let open = |name: &str| {
+        MapData::from_pin(maps_dir.join(name))
+            .ok()
+            .and_then(|data| Map::from_map_data(data).ok())
+    };
+    let stats = open(map_names::IFACE_STATS)
+        .and_then(|map| PerCpuArray::<MapData, IfaceStats>::try_from(map).ok());
+    let ifaces = open(map_names::IFACES)
+        .and_then(|map| aya::maps::HashMap::<MapData, IfaceKey, IfaceValue>::try_from(map).ok());
+    let (Some(stats), Some(ifaces)) = (stats, ifaces) else {
+        return;
+    };
     let mut rows: BTreeMap<(String, &'static str), (u64, u64, u64)> = BTreeMap::new();
-    for entry in stats.iter().filter_map(Result::ok) {
-        let (key, per_cpu) = entry;
-        let iface = nix::net::if_::if_indextoname(key.ifindex)
+    for (ifindex, iface) in ifaces.iter().filter_map(Result::ok) {
+        if iface.stats_slot == NO_STATS_SLOT {
+            continue;
+        }
+        let name = nix::net::if_::if_indextoname(ifindex)
             .ok()
             .and_then(|name| name.into_string().ok())
-            .unwrap_or_else(|| key.ifindex.to_string());
-        let direction = match key.hook {
-            hook::FROM_WORKLOAD => "from-pod",
-            hook::TO_WORKLOAD => "to-pod",
-            hook::FROM_HOST_IFACE => "from-fabric",
-            hook::TO_HOST_IFACE => "to-fabric",
-            _ => "other",
+            .unwrap_or_else(|| ifindex.to_string());
+        let directions = if iface.flags & iface_flags::HOST_UPLINK != 0 {
+            ["from-fabric", "to-fabric"]
+        } else {
+            ["from-pod", "to-pod"]
         };
-        let row = rows.entry((iface, direction)).or_default();
-        for cpu in per_cpu.iter() {
-            row.0 += cpu.packets;
-            row.1 += cpu.bytes;
-            row.2 += cpu.drops;
+        for (egress, direction) in [(false, directions[0]), (true, directions[1])] {
+            let Ok(per_cpu) = stats.get(&iface_stats_index(iface.stats_slot, egress), 0) else {
+                continue;
+            };
+            let row = rows.entry((name.clone(), direction)).or_default();
+            for cpu in per_cpu.iter() {
+                row.0 += cpu.packets;
+                row.1 += cpu.bytes;
+                row.2 += cpu.drops;
+            }
         }
     }
     for (name, help, pick) in [

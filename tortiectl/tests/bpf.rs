@@ -143,6 +143,7 @@ fn populate(root: &ScratchPinRoot, now_ns: u64) -> u64 {
                 ipv4: [10, 65, 0, 5],
                 workload_mac: [0x0a, 0, 0, 0, 0, 5],
                 host_mac: [0xee; 6],
+                stats_slot: 1,
             },
             0,
         )

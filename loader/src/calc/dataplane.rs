@@ -139,6 +139,8 @@ fn add_local_workloads(
                 ipv4: endpoint.ipv4.octets(),
                 workload_mac: endpoint.mac.0,
                 host_mac: iface.mac.0,
+                // Given out when the map is written (sync::iface_slots).
+                stats_slot: 0,
             },
         );
         let pool = inputs

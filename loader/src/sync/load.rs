@@ -77,6 +77,8 @@ pub fn load_dataplane(object: &Path, pin_root: &Path, capacities: Capacities) ->
     loader
         .map_max_entries(map_names::ROUTES, capacities.routes)
         .map_max_entries(map_names::IFACES, capacities.ifaces)
+        // Two statistics entries (ingress, egress) per interface slot.
+        .map_max_entries(map_names::IFACE_STATS, capacities.ifaces.saturating_mul(2))
         .map_max_entries(map_names::POLICY_EXACT, capacities.policy_exact)
         .map_max_entries(map_names::IPCACHE_ADDRS, capacities.ipcache_addrs);
     for (name, path) in &pin_paths {

@@ -5,11 +5,11 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use anyhow::{Context, Result};
 use aya::{
-    maps::{Array, HashMap, LpmTrie, MapData, MapError, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, MapData, MapError, PerCpuArray, PerCpuValues},
     Ebpf,
 };
 use bpf_maps::{
-    events::RuleName,
+    events::{iface_stats_index, IfaceStats, RuleName},
     map_names,
     policy::{IpCacheValue, PolicyValue},
     Counter, IfaceKey, IfaceValue, NatKey, NatValue, NodeConfig, RouteAddr, RouteValue,
@@ -17,6 +17,7 @@ use bpf_maps::{
 use ipnet::Ipv4Net;
 use tortie_policy::OrderedPolicyKey;
 
+use super::iface_slots;
 use super::policy_maps::{cidr_key, prefix_of, IpCacheMaps, PolicyMaps};
 use crate::calc::{policy::PolicyTables, DesiredState};
 
@@ -39,6 +40,7 @@ pub struct DataplaneMaps {
     ipcache: IpCacheMaps,
     policy: PolicyMaps,
     rule_names: HashMap<MapData, u32, RuleName>,
+    iface_stats: PerCpuArray<MapData, IfaceStats>,
     /// The policy tables last written in full; the same tables again need no map reads.
     applied_policy: Option<Arc<PolicyTables>>,
 }
@@ -65,6 +67,7 @@ impl DataplaneMaps {
                 prefixes: LpmTrie::try_from(take(map_names::POLICY)?)?,
             },
             rule_names: HashMap::try_from(take(map_names::RULE_NAMES)?)?,
+            iface_stats: PerCpuArray::try_from(take(map_names::IFACE_STATS)?)?,
             applied_policy: None,
         })
     }
@@ -92,6 +95,7 @@ impl DataplaneMaps {
                 prefixes: LpmTrie::try_from(open(map_names::POLICY)??)?,
             },
             rule_names: HashMap::try_from(open(map_names::RULE_NAMES)??)?,
+            iface_stats: PerCpuArray::try_from(open(map_names::IFACE_STATS)??)?,
             applied_policy: None,
         })
     }
@@ -157,7 +161,12 @@ impl DataplaneMaps {
         }
 
         let current_ifaces = collect(self.ifaces.iter())?;
-        let iface_diff = diff(&current_ifaces, &desired.ifaces);
+        let slots = self.iface_stats.len() / 2;
+        let slotted = iface_slots::assign(&current_ifaces, &desired.ifaces, slots);
+        for slot in &slotted.fresh {
+            self.zero_iface_stats(*slot)?;
+        }
+        let iface_diff = diff(&current_ifaces, &slotted.ifaces);
         for (ifindex, value) in &iface_diff.upserts {
             self.ifaces
                 .insert(ifindex, value, 0)
@@ -232,6 +241,19 @@ impl DataplaneMaps {
     /// Every policy entry currently in the maps.
     pub fn policy_entries(&self) -> Result<BTreeMap<(u32, OrderedPolicyKey), PolicyValue>> {
         self.policy.entries()
+    }
+
+    /// Clears both directions' counters of statistics slot `slot` on every CPU.
+    fn zero_iface_stats(&mut self, slot: u32) -> Result<()> {
+        let cpus =
+            aya::util::nr_cpus().map_err(|(what, error)| anyhow::anyhow!("{what}: {error}"))?;
+        for egress in [false, true] {
+            let zeros = PerCpuValues::try_from(vec![IfaceStats::default(); cpus])?;
+            self.iface_stats
+                .set(iface_stats_index(slot, egress), zeros, 0)
+                .with_context(|| format!("zeroing interface statistics slot {slot}"))?;
+        }
+        Ok(())
     }
 
     /// Every interface entry currently in the map.

@@ -5,6 +5,7 @@ pub mod attach;
 pub mod bird;
 pub mod bpffs;
 pub mod conntrack_gc;
+pub mod iface_slots;
 pub mod load;
 pub mod maps;
 pub mod netlink;

@@ -218,6 +218,7 @@ mod tests {
             ipv4: [10, 65, 0, 5],
             workload_mac: [0xa, 0, 0, 0, 0, 1],
             host_mac: [0xee; 6],
+            stats_slot: 1,
         };
         let row = EndpointRow::new(7, &value, &names);
         assert_eq!(row.flags, vec!["workload", "policed-ingress"]);
