@@ -14,8 +14,8 @@ use bpf_maps::{
 
 use crate::{
     headers::{
-        Ipv4Summary, ETH_HLEN, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, IPPROTO_ICMP, IPPROTO_SCTP,
-        IPPROTO_TCP, IPPROTO_UDP, IP_MF, IP_MF_OFFSET, IP_OFFSET,
+        linear, Ipv4Summary, ETH_HLEN, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, IPPROTO_ICMP,
+        IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPV4_HLEN, IP_MF, IP_MF_OFFSET, IP_OFFSET,
     },
     maps::TORTIE_FRAGS,
 };
@@ -90,18 +90,18 @@ pub fn read_flow(ctx: &TcContext, ip: &Ipv4Summary) -> Result<Flow, Counter> {
     }
     match ip.protocol {
         IPPROTO_TCP => {
-            let header: [u8; 14] = ctx.load(l4_offset).map_err(|_| Counter::DropMalformed)?;
+            let header: [u8; 14] = transport_bytes(ctx, l4_offset)?;
             flow.src_port = u16::from_ne_bytes([header[0], header[1]]);
             flow.dst_port = u16::from_ne_bytes([header[2], header[3]]);
             flow.tcp_flags = header[13];
         }
         IPPROTO_UDP | IPPROTO_SCTP => {
-            let ports: [u16; 2] = ctx.load(l4_offset).map_err(|_| Counter::DropMalformed)?;
-            flow.src_port = ports[0];
-            flow.dst_port = ports[1];
+            let ports: [u8; 4] = transport_bytes(ctx, l4_offset)?;
+            flow.src_port = u16::from_ne_bytes([ports[0], ports[1]]);
+            flow.dst_port = u16::from_ne_bytes([ports[2], ports[3]]);
         }
         IPPROTO_ICMP => {
-            let header: [u8; 8] = ctx.load(l4_offset).map_err(|_| Counter::DropMalformed)?;
+            let header: [u8; 8] = transport_bytes(ctx, l4_offset)?;
             flow.icmp_type = header[0];
             flow.policy_port = u16::from_be_bytes([header[0], header[1]]);
             if header[0] == ICMP_ECHO_REQUEST || header[0] == ICMP_ECHO_REPLY {
@@ -116,6 +116,22 @@ pub fn read_flow(ctx: &TcContext, ip: &Ipv4Summary) -> Result<Flow, Counter> {
     }
     flow.policy_port = u16::from_be(flow.dst_port);
     Ok(flow)
+}
+
+/// The first `N` bytes of the transport header at `l4_offset`. Without IP options (nearly
+/// every packet) they are read straight from the packet after one bounds check; with
+/// options the offset varies, which `bpf_skb_load_bytes` handles.
+#[inline(always)]
+fn transport_bytes<const N: usize>(ctx: &TcContext, l4_offset: usize) -> Result<[u8; N], Counter> {
+    const PLAIN_L4_OFFSET: usize = ETH_HLEN + IPV4_HLEN;
+    if l4_offset == PLAIN_L4_OFFSET {
+        if let Some(start) = linear(ctx, PLAIN_L4_OFFSET + N) {
+            // SAFETY: `linear` checked that N bytes after the headers are in the packet;
+            // the bytes are copied out at once.
+            return Ok(unsafe { *((start + PLAIN_L4_OFFSET) as *const [u8; N]) });
+        }
+    }
+    ctx.load(l4_offset).map_err(|_| Counter::DropMalformed)
 }
 
 /// Whether an ICMP type reports an error about another packet (which it quotes).

@@ -48,6 +48,10 @@ pub struct BenchArgs {
     /// holds only what ran.
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Section>,
+    /// Instead of the report: time the established and denied paths of the built eBPF object
+    /// and of this one (an earlier build with the same map layout) in turns, and print both.
+    #[arg(long, value_name = "OBJECT")]
+    against: Option<PathBuf>,
 }
 
 /// A part of the report that can be run on its own.
@@ -320,6 +324,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let artifacts = build::all_release()?;
     let object = &artifacts.bpf_object;
     let affinity = pin_to_cpu(BENCH_CPU)?;
+    if let Some(other) = &args.against {
+        print!(
+            "{}",
+            crate::policy_bench::compare(object, other, args.quick)?
+        );
+        return restore_affinity(&affinity);
+    }
     let route_counts = [10usize, 1_000, 100_000];
     let mut figures = Vec::new();
     for case in cases() {

@@ -185,6 +185,44 @@ pub fn run(object: &Path, quick: bool) -> Result<PolicyResults> {
     })
 }
 
+/// The established and denied paths' kernel means for `current` and `other`, loaded side by
+/// side and timed in turns so that the machine's drift hits both alike; a Markdown table.
+pub fn compare(current: &Path, other: &Path, quick: bool) -> Result<String> {
+    let (batches, samples) = if quick { (7, 100) } else { (21, 500) };
+    let mut nodes = Vec::new();
+    for object in [current, other] {
+        eprintln!("==> comparing: loading {}", object.display());
+        nodes.push(PolicyNode::new(object, 10)?);
+    }
+    // Denied first: its check wants an empty conntrack table.
+    let denied = in_turns(&mut nodes, batches, |node| {
+        node.denied_repeated_batch(samples)
+    })?;
+    for node in &mut nodes {
+        node.open_tracked_flow(1_000)?;
+    }
+    let established = in_turns(&mut nodes, batches, |node| {
+        node.established_repeated_batch(samples)
+    })?;
+    let floor = in_turns(&mut nodes, batches, |node| {
+        node.floor_repeated_batch(samples)
+    })?;
+    let mut out =
+        String::from("| object | established | denied | empty program |\n|---|---|---|---|\n");
+    for (i, object) in [current, other].iter().enumerate() {
+        let cell = |spreads: &[Vec<Spread>]| Spread::of_batches(&spreads[i]).cell();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            object.display(),
+            cell(&established),
+            cell(&denied),
+            cell(&floor)
+        );
+    }
+    Ok(out)
+}
+
 /// Runs `batch` on every node in turn, `batches` + 1 rounds; the batches of each node, the
 /// warm-up round left out.
 fn in_turns(
