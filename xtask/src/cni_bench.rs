@@ -157,6 +157,22 @@ pub fn render(figures: &[Latency], pods: usize) -> String {
             f.operation, f.samples, f.p50_ms, f.p99_ms, f.max_ms
         );
     }
+    out.push('\n');
+    for f in figures {
+        let limit = match f.operation.as_str() {
+            "CNI ADD" => 100.0,
+            "ADD returned → first reply" => 50.0,
+            _ => continue,
+        };
+        let verdict = if f.p99_ms <= limit { "met" } else { "not met" };
+        let _ = writeln!(
+            out,
+            "- {} p99: {:.1} ms ({verdict}; goal ≤ {limit:.0} ms, {:.2}×)",
+            f.operation,
+            f.p99_ms,
+            f.p99_ms / limit
+        );
+    }
     out
 }
 
