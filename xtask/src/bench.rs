@@ -352,6 +352,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     restore_affinity(&affinity)?;
     let cni_pods = if args.quick { 20 } else { 200 };
     let cni = if args.runs(Section::ControlPlane) {
+        wait_for_quiet_cpus();
         eprintln!("==> control plane: {cni_pods} sequential CNI ADDs");
         Some(cni_bench::run(&artifacts, cni_pods)?)
     } else {
@@ -363,18 +364,21 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         } else {
             (1_000, 10_000)
         };
+        wait_for_quiet_cpus();
         eprintln!("==> control plane: agent with {endpoints} endpoints and {rules} rules");
         Some(crate::scale_bench::run(&artifacts, endpoints, rules)?)
     } else {
         None
     };
     let bgp = if args.runs(Section::Bgp) {
+        wait_for_quiet_cpus();
         eprintln!("==> control plane: BGP block propagation and learned routes");
         Some(crate::bgp_bench::run(&artifacts)?)
     } else {
         None
     };
     let dataplane = if args.runs(Section::Dataplane) {
+        wait_for_quiet_cpus();
         eprintln!("==> dataplane: pod traffic for tortie, floor and baseline");
         Some(crate::dataplane_bench::run(&artifacts, args.quick)?)
     } else {
@@ -541,6 +545,48 @@ fn machine_summary() -> String {
     format!("{cpu}, {cpus} CPUs, kernel {}", kernel.trim())
 }
 
+/// Waits (at most 30 s) until the CPUs are at least 90% idle over a second, so that work a
+/// previous section left to the kernel (freeing large maps, tearing down namespaces) does
+/// not land in the next one's timings.
+fn wait_for_quiet_cpus() {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut before = cpu_times();
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let now = cpu_times();
+        let (Some((idle0, total0)), Some((idle1, total1))) = (before, now) else {
+            return;
+        };
+        let idle_share = (idle1 - idle0) as f64 / (total1 - total0).max(1) as f64;
+        if idle_share >= 0.9 {
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            eprintln!(
+                "    the CPUs are still {:.0}% busy; going on",
+                100.0 * (1.0 - idle_share)
+            );
+            return;
+        }
+        before = now;
+    }
+}
+
+/// Idle and total jiffies of all CPUs, from the first line of /proc/stat.
+fn cpu_times() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|field| field.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+    Some((idle, fields.iter().sum()))
+}
+
 /// `report` with a table of every goal verdict it contains put after its header, so a reader
 /// sees them first. Each section states its goals as `- what: result (met|not met; goal …)`
 /// lines next to the figures they come from; the table gathers those lines (a line with any
@@ -584,7 +630,10 @@ fn render(
     let _ = writeln!(out, "Machine: {}.", machine_summary());
     let _ = writeln!(
         out,
-        "Run: {}; pinned to CPU {BENCH_CPU} (BPF_PROG_TEST_RUN executes on the calling CPU).\n",
+        "Run: {}; program timings pinned to CPU {BENCH_CPU} (BPF_PROG_TEST_RUN executes on \
+         the calling CPU); each lab section starts once the CPUs have been at least 90% idle \
+         for a second (waiting at most 30 s), so that work left from the section before does \
+         not land in its timings.\n",
         if quick {
             "--quick (indicative only)"
         } else {

@@ -921,6 +921,24 @@ pub fn render(results: &DataplaneResults) -> String {
             1.2,
         ));
     }
+    // What the throughput profile says about the throughput goals above.
+    if let Some(profile) = results
+        .profiles
+        .iter()
+        .find(|p| p.workload.starts_with("cross-node TCP throughput"))
+    {
+        let busy = profile.samples.saturating_sub(profile.idle).max(1) as f64;
+        let _ = writeln!(
+            out,
+            "\nIn the cross-node throughput profile below, tortie's programs (with the helpers \
+             and map lookups they call) took {:.1}% of the busy CPU time. Their own work can \
+             explain about that share of a throughput gap to the floor; the rest comes from how \
+             the packets travel (redirects past the host's forwarding path, which changes \
+             batching) or from run-to-run variation (see the ranges and the busiest functions \
+             in the profile).",
+            100.0 * profile.in_programs as f64 / busy
+        );
+    }
     // What the profile says about the goals above, with this run's numbers.
     if let (Some(tortie), Some(floor)) = (
         find("tortie", first_rules, SAME_NODE),
