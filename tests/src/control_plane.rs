@@ -81,9 +81,14 @@ pub fn wire_etcd_address(lab: &str, router_ip: Ipv4Addr, routed: bool) -> Result
 }
 
 /// Starts the lab's etcd in the fabric namespace on its data dir (a fresh database the first
-/// time, the same one after [`stop_etcd`]) and waits until it is healthy.
-pub fn start_etcd(lab: &str) -> Result<EtcdState> {
-    let data_dir = spec::state_dir(lab).join("etcd");
+/// time, the same one after [`stop_etcd`]) and waits until it is healthy. `in_memory` puts
+/// the database on a tmpfs ([`spec::etcd_memory_dir`]) instead of the lab's state dir.
+pub fn start_etcd(lab: &str, in_memory: bool) -> Result<EtcdState> {
+    let data_dir = if in_memory {
+        spec::etcd_memory_dir(lab).join("etcd")
+    } else {
+        spec::state_dir(lab).join("etcd")
+    };
     let server = EtcdServer::start_in_netns(&fabric_netns(lab), ETCD_IP, ETCD_PORT, &data_dir)
         .with_context(|| format!("starting etcd for lab {lab}"))?;
     let detached = server.detach()?;

@@ -213,7 +213,10 @@ impl Lab {
         step(progress, &what, || {
             let routed = self.state.topology.segments() > 1;
             control_plane::wire_etcd_address(&name, spec::segment_gateway(0), routed)?;
-            self.state.etcd = Some(control_plane::start_etcd(&name)?);
+            // A fresh lab starts from an empty database, also when a crashed one left its
+            // in-memory copy behind.
+            let _ = std::fs::remove_dir_all(spec::etcd_memory_dir(&name));
+            self.state.etcd = Some(control_plane::start_etcd(&name, self.state.etcd_in_memory)?);
             for node in &mut self.state.nodes {
                 node.etcd_endpoints = Some(spec::etcd_endpoint());
             }
@@ -619,7 +622,10 @@ impl Lab {
         if let Some(old) = &self.state.etcd {
             let _ = std::fs::remove_dir_all(&old.work_dir);
         }
-        self.state.etcd = Some(control_plane::start_etcd(&self.state.name)?);
+        self.state.etcd = Some(control_plane::start_etcd(
+            &self.state.name,
+            self.state.etcd_in_memory,
+        )?);
         self.state.save()?;
         Ok(())
     }

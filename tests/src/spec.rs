@@ -156,6 +156,9 @@ pub struct LabSpec {
     /// Every node runs BIRD, configured by its agent from the datastore (node-to-node mesh
     /// unless the lab's resources say otherwise).
     pub bgp: bool,
+    /// etcd keeps its database in memory (tmpfs, [`etcd_memory_dir`]) instead of on disk,
+    /// so that a slow disk's fsync stalls stay out of timings that are about tortie.
+    pub etcd_in_memory: bool,
 }
 
 impl LabSpec {
@@ -171,7 +174,14 @@ impl LabSpec {
             pod_mtu_override: None,
             datastore: DatastoreMode::Files,
             bgp: false,
+            etcd_in_memory: false,
         }
+    }
+
+    /// The same spec with etcd's database in memory (see [`LabSpec::etcd_in_memory`]).
+    pub fn with_etcd_in_memory(mut self, in_memory: bool) -> Self {
+        self.etcd_in_memory = in_memory;
+        self
     }
 
     /// The same spec with BIRD on every node (needs the etcd datastore).
@@ -666,6 +676,11 @@ pub fn pin_root(lab: &str, node: &str) -> PathBuf {
 /// `/run/tortie/labs/<lab>`.
 pub fn state_dir(lab: &str) -> PathBuf {
     PathBuf::from(STATE_ROOT).join(lab)
+}
+
+/// Where a lab keeps etcd's database when it is in memory (a tmpfs); removed with the lab.
+pub fn etcd_memory_dir(lab: &str) -> PathBuf {
+    PathBuf::from("/dev/shm/tortie-labs").join(lab)
 }
 
 /// `labels` as a pod record holds them.

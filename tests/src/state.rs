@@ -83,6 +83,9 @@ pub struct LabState {
     /// The lab's etcd, once started.
     #[serde(default)]
     pub etcd: Option<EtcdState>,
+    /// etcd's database is in memory ([`spec::etcd_memory_dir`]).
+    #[serde(default)]
+    pub etcd_in_memory: bool,
 }
 
 impl LabState {
@@ -102,6 +105,7 @@ impl LabState {
             pods,
             datastore: spec.datastore,
             etcd: None,
+            etcd_in_memory: spec.etcd_in_memory,
         }
     }
 
@@ -117,6 +121,7 @@ impl LabState {
             .with_topology(self.topology)
             .with_pod_mtu(self.pods.first().map(|pod| pod.mtu))
             .with_datastore(self.datastore)
+            .with_etcd_in_memory(self.etcd_in_memory)
             .with_bgp(self.nodes.iter().any(|node| node.bird.is_some()))
     }
 

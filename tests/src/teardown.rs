@@ -92,6 +92,17 @@ pub fn teardown(name: &str, options: TeardownOptions, progress: &Progress) -> Re
         }
     }
 
+    // An in-memory etcd database lives outside the state directory too.
+    let memory_dir = spec::etcd_memory_dir(name);
+    if memory_dir.exists() {
+        if let Err(err) = std::fs::remove_dir_all(&memory_dir) {
+            progress.warn(format_args!(
+                "removing etcd's in-memory database {}: {err}",
+                memory_dir.display()
+            ));
+        }
+    }
+
     let pin_dir = spec::lab_pin_dir(name);
     if pin_dir.exists() {
         progress.step(format_args!("removing pins {}", pin_dir.display()));
