@@ -162,14 +162,21 @@ pub fn run(artifacts: &Artifacts, quick: bool) -> Result<DataplaneResults> {
         apply_tortie_policies(&lab, rules, &client)?;
         measure(&lab, "tortie", rules, &native)?;
         if rules == rule_counts[0] && profile_skipped.is_none() {
-            let tortie = format!("tortie, {rules} rules");
-            profiles.push(profile_rr(&lab, &client, &same, &tortie, profile_seconds)?);
-            profiles.push(profile_throughput(
+            let secs = format!("{profile_seconds}");
+            let (rr_target, cross_ip) = (format!("{}:{RR_PORT}", same.ip), cross.ip.to_string());
+            profiles.push(profile_client(
                 &lab,
                 &client,
-                &cross,
-                &tortie,
+                &format!("same-node request/response (tortie, {rules} rules)"),
                 profile_seconds,
+                &rr_client(&rr_target, &secs),
+            )?);
+            profiles.push(profile_client(
+                &lab,
+                &client,
+                &format!("cross-node TCP throughput (tortie, {rules} rules)"),
+                profile_seconds,
+                &iperf_client(&cross_ip, &secs),
             )?);
         }
         over_vxlan(&lab, &tunnel_ends, set_pool_vxlan, || {
@@ -182,7 +189,17 @@ pub fn run(artifacts: &Artifacts, quick: bool) -> Result<DataplaneResults> {
     add_kernel_vxlan(&lab)?;
     measure(&lab, "floor", 0, &native)?;
     if profile_skipped.is_none() {
-        profiles.push(profile_rr(&lab, &client, &same, "floor", profile_seconds)?);
+        let (secs, rr_target) = (
+            format!("{profile_seconds}"),
+            format!("{}:{RR_PORT}", same.ip),
+        );
+        profiles.push(profile_client(
+            &lab,
+            &client,
+            "same-node request/response (floor)",
+            profile_seconds,
+            &rr_client(&rr_target, &secs),
+        )?);
     }
     over_vxlan(&lab, &tunnel_ends, kernel_routes_over_vxlan, || {
         measure(&lab, "floor", 0, &vxlan)
@@ -210,59 +227,39 @@ fn perf_scratch() -> std::path::PathBuf {
     std::env::temp_dir().join("tortie-bench-perf.data")
 }
 
-/// A profile of one extra same-node request/response run.
-fn profile_rr(
+/// A profile of one extra run of `command` in the client pod; `workload` names it.
+fn profile_client(
     lab: &Lab,
     client: &Pod,
-    server: &Pod,
-    variant: &str,
+    workload: &str,
     seconds: f64,
+    command: &[&str],
 ) -> Result<Profile> {
-    eprintln!("==> dataplane: profiling same-node request/response ({variant})");
-    let target = format!("{}:{RR_PORT}", server.ip);
-    let secs = format!("{seconds}");
-    profile::record(
-        &format!("same-node request/response ({variant})"),
-        seconds,
-        &perf_scratch(),
-        || {
-            let cmd = [
-                "taskset",
-                "-c",
-                "0",
-                "tortie-probe",
-                "rr",
-                &target,
-                "--seconds",
-                &secs,
-            ];
-            lab.exec(&client.key(), &cmd).map(drop)
-        },
-    )
+    eprintln!("==> dataplane: profiling {workload}");
+    profile::record(workload, seconds, &perf_scratch(), || {
+        lab.exec(&client.key(), command).map(drop)
+    })
 }
 
-/// A profile of one extra cross-node throughput run.
-fn profile_throughput(
-    lab: &Lab,
-    client: &Pod,
-    server: &Pod,
-    variant: &str,
-    seconds: f64,
-) -> Result<Profile> {
-    eprintln!("==> dataplane: profiling cross-node throughput ({variant})");
-    let ip = server.ip.to_string();
-    let secs = format!("{seconds}");
-    profile::record(
-        &format!("cross-node TCP throughput ({variant})"),
-        seconds,
-        &perf_scratch(),
-        || {
-            let cmd = [
-                "taskset", "-c", "0", "iperf3", "-c", &ip, "-p", "5201", "-t", &secs,
-            ];
-            lab.exec(&client.key(), &cmd).map(drop)
-        },
-    )
+/// A single-stream iperf3 client to `ip` for `secs` seconds on CPU 0, its summary as JSON.
+fn iperf_client<'a>(ip: &'a str, secs: &'a str) -> [&'a str; 11] {
+    [
+        "taskset", "-c", "0", "iperf3", "-c", ip, "-p", "5201", "-J", "-t", secs,
+    ]
+}
+
+/// A request/response client to `target` for `secs` seconds on CPU 0.
+fn rr_client<'a>(target: &'a str, secs: &'a str) -> [&'a str; 8] {
+    [
+        "taskset",
+        "-c",
+        "0",
+        "tortie-probe",
+        "rr",
+        target,
+        "--seconds",
+        secs,
+    ]
 }
 
 /// Proves the variant is what it claims: a port no rule allows (9, where nothing listens)
@@ -319,12 +316,7 @@ fn measure_path(
     let (mut gbps, mut rates, mut p50s, mut p99s) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..runs {
-        let out = lab.exec(
-            &key,
-            &[
-                "taskset", "-c", "0", "iperf3", "-c", &ip, "-p", "5201", "-J", "-t", &secs,
-            ],
-        )?;
+        let out = lab.exec(&key, &iperf_client(&ip, &secs))?;
         let json: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         let bps = json["end"]["sum_received"]["bits_per_second"].as_f64();
         let Some(bps) = bps.filter(|_| out.status.success()) else {
@@ -336,19 +328,7 @@ fn measure_path(
         };
         gbps.push(bps / 1e9);
         let target = format!("{ip}:{RR_PORT}");
-        let out = lab.exec(
-            &key,
-            &[
-                "taskset",
-                "-c",
-                "0",
-                "tortie-probe",
-                "rr",
-                &target,
-                "--seconds",
-                &secs,
-            ],
-        )?;
+        let out = lab.exec(&key, &rr_client(&target, &secs))?;
         let json: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         let (Some(rate), Some(p50), Some(p99)) = (
             json["rate"].as_f64(),

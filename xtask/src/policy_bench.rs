@@ -704,13 +704,11 @@ pub fn render(results: &PolicyResults, floor_ns: Option<f64>) -> String {
         let _ = write!(entries_row, " {} |", f.policy_entries);
     }
     let _ = writeln!(out, "{entries_row}");
-    for case in [NEW_DENIED, NEW_DENIED_REPEATED, NEW_ALLOWED] {
-        let mut line = format!("| {case} |");
-        for f in row(results, case) {
-            let _ = write!(line, " {} |", f.spread.cell());
-        }
-        let _ = writeln!(out, "{line}");
-    }
+    write_rows(
+        &mut out,
+        results,
+        &[NEW_DENIED, NEW_DENIED_REPEATED, NEW_ALLOWED],
+    );
     out.push('\n');
     for case in [NEW_DENIED, NEW_DENIED_REPEATED, NEW_ALLOWED] {
         let figures: Vec<&PolicyFigure> = row(results, case).collect();
@@ -757,16 +755,25 @@ pub fn render(results: &PolicyResults, floor_ns: Option<f64>) -> String {
         rule.push_str("---|");
     }
     let _ = writeln!(out, "{header}\n{rule}");
-    for case in [ESTABLISHED, ESTABLISHED_REPEATED, FLOOR_REPEATED] {
+    write_rows(
+        &mut out,
+        results,
+        &[ESTABLISHED, ESTABLISHED_REPEATED, FLOOR_REPEATED],
+    );
+    out.push('\n');
+    out.push_str(&fast_path_goal(results));
+    out
+}
+
+/// One table row per case: its figure in every column.
+fn write_rows(out: &mut String, results: &PolicyResults, cases: &[&str]) {
+    for case in cases {
         let mut line = format!("| {case} |");
         for f in row(results, case) {
             let _ = write!(line, " {} |", f.spread.cell());
         }
         let _ = writeln!(out, "{line}");
     }
-    out.push('\n');
-    out.push_str(&fast_path_goal(results));
-    out
 }
 
 /// The established fast path's own cost (kernel mean minus the empty program's, at the

@@ -221,19 +221,24 @@ pub fn render(profiles: &[Profile], skipped: Option<&str>) -> String {
     for profile in profiles {
         let busy = profile.samples.saturating_sub(profile.idle).max(1) as f64;
         let share = |n: u64| 100.0 * n as f64 / busy;
+        let by_program = profile
+            .by_program
+            .iter()
+            .map(|(program, n)| format!("{program} {:.1}%", share(*n)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let by_program = if by_program.is_empty() {
+            String::new()
+        } else {
+            format!(" ({by_program})")
+        };
         let _ = writeln!(
             out,
-            "**{}**: {} samples, {} busy; tortie's programs {:.1}% of busy CPU time ({}).\n",
+            "**{}**: {} samples, {} busy; tortie's programs {:.1}% of busy CPU time{by_program}.\n",
             profile.workload,
             profile.samples,
             profile.samples - profile.idle,
             share(profile.in_programs),
-            profile
-                .by_program
-                .iter()
-                .map(|(program, n)| format!("{program} {:.1}%", share(*n)))
-                .collect::<Vec<_>>()
-                .join(", ")
         );
         let locks: u64 = profile
             .busy_leaves
