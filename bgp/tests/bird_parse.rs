@@ -9,8 +9,7 @@ use ipnet::Ipv4Net;
 use tortie_bgp::{plan, render, BgpInputs, BgpPlan, Password, Session, SessionKind, SessionOrigin};
 use tortie_resources::{
     AsNumber, BgpConfiguration, BgpConfigurationSpec, BgpPassword, BgpPeer, BgpPeerSpec, IpPool,
-    IpPoolSpec, LogSeverity, Node, NodeBgpSpec, NodeSpec, ObjectMeta, SecretKeySelector,
-    SourceAddress,
+    IpPoolSpec, LogSeverity, Node, ObjectMeta, SecretKeySelector, SourceAddress,
 };
 
 fn ip(text: &str) -> Ipv4Addr {
@@ -151,17 +150,10 @@ fn every_rendered_variant_passes_bird_p() {
 }
 
 fn node(name: &str, address: &str, labels: &[(&str, &str)], rr: Option<&str>) -> Node {
-    let mut node = Node {
-        metadata: ObjectMeta::named(name),
-        spec: NodeSpec {
-            bgp: Some(NodeBgpSpec {
-                ipv4_address: Some(address.into()),
-                route_reflector_cluster_id: rr.map(str::to_string),
-                ..NodeBgpSpec::default()
-            }),
-            ..NodeSpec::default()
-        },
-    };
+    let mut node = Node::with_bgp_ipv4(name, address);
+    if let Some(bgp) = node.spec.bgp.as_mut() {
+        bgp.route_reflector_cluster_id = rr.map(str::to_string);
+    }
     node.metadata.labels = labels
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

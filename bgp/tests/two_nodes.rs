@@ -12,21 +12,12 @@ use ipnet::Ipv4Net;
 use tortie_bgp::{
     plan, render, sessions, ApplyOutcome, BgpInputs, BgpState, BirdClient, BirdConfig, SessionKind,
 };
-use tortie_resources::{IpPool, IpPoolSpec, Node, NodeBgpSpec, NodeSpec, ObjectMeta};
+use tortie_resources::{IpPool, IpPoolSpec, Node, ObjectMeta};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 fn node(name: &str, address: &str) -> Node {
-    Node {
-        metadata: ObjectMeta::named(name),
-        spec: NodeSpec {
-            bgp: Some(NodeBgpSpec {
-                ipv4_address: Some(address.to_string()),
-                ..NodeBgpSpec::default()
-            }),
-            ..NodeSpec::default()
-        },
-    }
+    Node::with_bgp_ipv4(name, address)
 }
 
 /// The configuration of `local` in a cluster of node-a and node-b, with `blocks` affine.

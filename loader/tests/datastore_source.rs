@@ -13,8 +13,8 @@ use tortie::{
 use tortie_datastore::{testing::EtcdServer, Datastore, EtcdDatastore, EtcdOptions};
 use tortie_ipam::AllocationBlock;
 use tortie_resources::{
-    workload_endpoint_name, IpPoolSpec, Kind, Node, NodeBgpSpec, NodeSpec, ObjectMeta,
-    WorkloadEndpoint, WorkloadEndpointSpec,
+    workload_endpoint_name, IpPoolSpec, Kind, Node, ObjectMeta, WorkloadEndpoint,
+    WorkloadEndpointSpec,
 };
 
 const NODE: &str = "node-0";
@@ -38,16 +38,7 @@ fn pool_json() -> (String, Vec<u8>) {
 }
 
 fn node_json(name: &str, address: &str) -> (String, Vec<u8>) {
-    let node = Node {
-        metadata: ObjectMeta::named(name),
-        spec: NodeSpec {
-            bgp: Some(NodeBgpSpec {
-                ipv4_address: Some(address.into()),
-                ..NodeBgpSpec::default()
-            }),
-            ..NodeSpec::default()
-        },
-    };
+    let node = Node::with_bgp_ipv4(name, address);
     (
         Kind::Node.key(None, name),
         serde_json::to_vec(&node).unwrap(),

@@ -163,6 +163,21 @@ pub struct OrchRef {
 }
 
 impl Node {
+    /// A Node named `name` whose BGP IPv4 address (with its prefix length, as Calico writes
+    /// it: `10.99.0.11/24`) is `address`, and nothing else set.
+    pub fn with_bgp_ipv4(name: &str, address: &str) -> Node {
+        Node {
+            metadata: ObjectMeta::named(name),
+            spec: NodeSpec {
+                bgp: Some(NodeBgpSpec {
+                    ipv4_address: Some(address.to_string()),
+                    ..NodeBgpSpec::default()
+                }),
+                ..NodeSpec::default()
+            },
+        }
+    }
+
     pub(crate) fn check(&self, errs: &mut Errors) {
         self.metadata
             .check(errs, Kind::Node, validate::dns1123_subdomain);

@@ -35,6 +35,8 @@ use std::io::Write as _;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+// Rules per policy, peer labels and ports as in the policy section.
+use crate::policy_bench::{APPS, FIRST_RULE_PORT, RULES_PER_POLICY};
 use crate::profile::{self, Profile};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -56,10 +58,6 @@ const KERNEL_VXLAN_DEV: &str = "vxlan.calico";
 const VXLAN_POD_MTU: u32 = 1450;
 const IPERF_PORT: u16 = 5201;
 const RR_PORT: u16 = 7000;
-/// Rules per generated policy; peers and ports as in the policy section.
-const RULES_PER_POLICY: usize = 10;
-const APPS: usize = 100;
-const FIRST_RULE_PORT: u16 = 1024;
 
 /// One measured cell: a metric of one variant, rule count and path.
 #[derive(Clone, Debug, Serialize)]

@@ -62,15 +62,15 @@ const TC_ACT_REDIRECT: i32 = 7;
 const IPPROTO_TCP: u8 = 6;
 
 /// Rules per generated policy.
-const RULES_PER_POLICY: usize = 10;
+pub(crate) const RULES_PER_POLICY: usize = 10;
 /// Peer pods (besides A and B), the same for every rule count.
 const PEER_PODS: u32 = 500;
 /// Distinct `app` labels among the peers.
-const APPS: usize = 100;
+pub(crate) const APPS: usize = 100;
 /// Namespaces besides `default`.
 const TEAMS: usize = 10;
 /// The port rule `i` allows is `FIRST_RULE_PORT + i`.
-const FIRST_RULE_PORT: u16 = 1024;
+pub(crate) const FIRST_RULE_PORT: u16 = 1024;
 /// A port below every rule's: denied.
 const DENIED_PORT: u16 = 1000;
 /// Runs per test run in the repeated denied case.

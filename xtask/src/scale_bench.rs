@@ -17,9 +17,10 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use tortie_lab::{Artifacts, DatastoreMode, Encap, LabGuard, LabSpec, PodRequest, Signal};
 
+// Rules per policy and peer labels as in the policy section.
+use crate::policy_bench::{APPS, RULES_PER_POLICY};
+
 const NAMESPACE: &str = "scale";
-const APPS: usize = 100;
-const RULES_PER_POLICY: usize = 10;
 
 /// What the run measured.
 #[derive(Clone, Debug, Serialize)]

@@ -4,23 +4,13 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use tortie_resources::{
     AsNumber, BgpConfiguration, BgpConfigurationSpec, BgpPassword, BgpPeer, BgpPeerSpec, IpPool,
-    IpPoolSpec, LogSeverity, Node, NodeBgpSpec, NodeSpec, ObjectMeta, SecretKeySelector,
-    SourceAddress,
+    IpPoolSpec, LogSeverity, Node, NodeBgpSpec, ObjectMeta, SecretKeySelector, SourceAddress,
 };
 
 use super::*;
 
 fn node(name: &str, address: &str) -> Node {
-    Node {
-        metadata: ObjectMeta::named(name),
-        spec: NodeSpec {
-            bgp: Some(NodeBgpSpec {
-                ipv4_address: Some(address.to_string()),
-                ..NodeBgpSpec::default()
-            }),
-            ..NodeSpec::default()
-        },
-    }
+    Node::with_bgp_ipv4(name, address)
 }
 
 fn labelled(mut node: Node, labels: &[(&str, &str)]) -> Node {
@@ -44,6 +34,15 @@ fn config(name: &str, spec: BgpConfigurationSpec) -> BgpConfiguration {
     BgpConfiguration {
         metadata: ObjectMeta::named(name),
         spec,
+    }
+}
+
+/// A BGPPeer spec naming one router: `peerIP` and `asNumber`, nothing else.
+fn peer_at(ip: &str, as_number: u32) -> BgpPeerSpec {
+    BgpPeerSpec {
+        peer_ip: Some(ip.into()),
+        as_number: Some(AsNumber(as_number)),
+        ..BgpPeerSpec::default()
     }
 }
 
@@ -342,36 +341,28 @@ fn node_and_node_selector_peers() {
             "node-b-only",
             BgpPeerSpec {
                 node: Some("node-b".into()),
-                peer_ip: Some("10.0.0.2".into()),
-                as_number: Some(AsNumber(65002)),
-                ..BgpPeerSpec::default()
+                ..peer_at("10.0.0.2", 65002)
             },
         ),
         peer(
             "node-a-only",
             BgpPeerSpec {
                 node: Some("node-a".into()),
-                peer_ip: Some("10.0.0.3".into()),
-                as_number: Some(AsNumber(65003)),
-                ..BgpPeerSpec::default()
+                ..peer_at("10.0.0.3", 65003)
             },
         ),
         peer(
             "rack-1-tor",
             BgpPeerSpec {
                 node_selector: Some("rack == 'r1'".into()),
-                peer_ip: Some("10.0.1.1".into()),
-                as_number: Some(AsNumber(65101)),
-                ..BgpPeerSpec::default()
+                ..peer_at("10.0.1.1", 65101)
             },
         ),
         peer(
             "rack-2-tor",
             BgpPeerSpec {
                 node_selector: Some("rack == 'r2'".into()),
-                peer_ip: Some("10.0.2.1".into()),
-                as_number: Some(AsNumber(65102)),
-                ..BgpPeerSpec::default()
+                ..peer_at("10.0.2.1", 65102)
             },
         ),
     ];
@@ -397,9 +388,7 @@ fn a_node_never_peers_with_itself() {
         peer(
             "to-node-a",
             BgpPeerSpec {
-                peer_ip: Some("10.99.0.11".into()),
-                as_number: Some(AsNumber(64512)),
-                ..BgpPeerSpec::default()
+                ..peer_at("10.99.0.11", 64512)
             },
         ),
         peer(
@@ -433,9 +422,7 @@ fn duplicates_explicit_peers_win_over_the_mesh_and_the_first_name_wins() {
             "z-node-b",
             BgpPeerSpec {
                 node: Some("node-a".into()),
-                peer_ip: Some("10.99.0.12".into()),
-                as_number: Some(AsNumber(65099)),
-                ..BgpPeerSpec::default()
+                ..peer_at("10.99.0.12", 65099)
             },
         ),
         peer(
