@@ -102,6 +102,11 @@ pub fn teardown(name: &str, options: TeardownOptions, progress: &Progress) -> Re
             ));
         }
     }
+    // The shared parent goes with the last lab that used it (fails, harmlessly, while
+    // another lab's database is still there).
+    if let Some(parent) = memory_dir.parent() {
+        let _ = std::fs::remove_dir(parent);
+    }
 
     let pin_dir = spec::lab_pin_dir(name);
     if pin_dir.exists() {
